@@ -109,8 +109,9 @@ def test_fc_efc_block_computes_the_documented_formula():
     emb = model.sparse_arch(batch.sparse_features).detach()
     fc = "net.blocks.0.dense_ops.fc."
     y0 = torch.relu(ln(x @ sd[fc + "weight"].T + sd[fc + "bias"], sd[fc + "norm_weight"], sd[fc + "norm_bias"]))
-    w, bias = sd["net.blocks.0.sparse_ops.efc.weight"], sd["net.blocks.0.sparse_ops.efc.bias"]
-    t0 = torch.einsum("kf,bfe->bke", w, emb) + bias[None, :, None]
+    efc = "net.blocks.0.sparse_ops.efc."
+    t0 = torch.einsum("kf,bfe->bke", sd[efc + "weight"], emb) + sd[efc + "bias"][None, :, None]
+    t0 = ln(t0, sd[efc + "norm_weight"], sd[efc + "norm_bias"])  # over each field's e units
     fm_term = 0.5 * (t0.sum(1) ** 2 - (t0**2).sum(1))
     dfm, it = "net.blocks.0.deep_fm.", "net.blocks.0.interact."
     y = y0 + ln(fm_term @ sd[dfm + "weight"].T, sd[dfm + "norm_weight"], sd[dfm + "norm_bias"])
@@ -149,8 +150,9 @@ def test_dot_block_computes_the_documented_formula(dense_dim, k):
     x = batch.dense_features
     emb = model.sparse_arch(batch.sparse_features).detach()
     y = _hand_dot(x, emb, dot)
-    w, bias = sd["net.blocks.0.sparse_ops.efc.weight"], sd["net.blocks.0.sparse_ops.efc.bias"]
-    t = torch.einsum("kf,bfe->bke", w, emb) + bias[None, :, None]
+    efc = "net.blocks.0.sparse_ops.efc."
+    t = torch.einsum("kf,bfe->bke", sd[efc + "weight"], emb) + sd[efc + "bias"][None, :, None]
+    t = ln(t, sd[efc + "norm_weight"], sd[efc + "norm_bias"])
     logit = torch.cat([y, t.flatten(1)], 1) @ sd["net.head.weight"].T + sd["net.head.bias"]
     torch.testing.assert_close(model(x, batch.sparse_features), logit.squeeze(1), atol=1e-5, rtol=1e-5)
     if dense_dim < 3:  # a LayerNorm over 1 unit is constant (its bias), over 2 units +-1: Q cannot matter
@@ -263,8 +265,9 @@ def test_feature_map_without_dense_features_uses_mean_of_embeddings():
     fc = "net.blocks.0.dense_ops.fc."
     h = emb.mean(1) @ sd[fc + "weight"].T + sd[fc + "bias"]
     y = torch.relu(ln(h, sd[fc + "norm_weight"], sd[fc + "norm_bias"]))
-    t = torch.einsum("kf,bfe->bke", sd["net.blocks.0.sparse_ops.efc.weight"], emb)
-    t = t + sd["net.blocks.0.sparse_ops.efc.bias"][None, :, None]
+    efc = "net.blocks.0.sparse_ops.efc."
+    t = torch.einsum("kf,bfe->bke", sd[efc + "weight"], emb) + sd[efc + "bias"][None, :, None]
+    t = ln(t, sd[efc + "norm_weight"], sd[efc + "norm_bias"])
     want = torch.cat([y, t.flatten(1)], 1) @ sd["net.head.weight"].T + sd["net.head.bias"]
     torch.testing.assert_close(logits, want.squeeze(1), atol=1e-5, rtol=1e-5)
     logits.sum().backward()

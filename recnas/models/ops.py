@@ -303,23 +303,36 @@ class ElasticCross(nn.Module):
 
 
 class ElasticEFC(nn.Module):
-    """``efc``: a linear map over the field axis. ``W`` is ``(Smax, Ns_slots)``."""
+    """``efc``: ``LN_e(W s + b)``, a linear map over the field axis, then a LayerNorm of every output
+    field over its ``e`` units. ``W`` is ``(Smax, Ns_slots)``; LN ``norm_*`` ``(e_max,)``.
+
+    Without the LN, stacked ``efc`` blocks multiply the embedding scale block by block, and NASRec's
+    lr 0.12 blew the warm-up up (loss 7e5 within 60 steps; see spaces/README.md)."""
 
     def __init__(self, bl: BlockLayout, e_max: int, device: torch.device | None = None) -> None:
         super().__init__()
         self.weight = _param(bl.sparse_dim, bl.sparse_in_fields, device=device)
         self.bias = _param(bl.sparse_dim, device=device)
+        self.norm_weight = _param(e_max, device=device)
+        self.norm_bias = _param(e_max, device=device)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         _linear_init(self.weight, self.bias, self.weight.shape[1])
+        _ln_init(self.norm_weight, self.norm_bias)
 
     def sliced(self, p: BlockPlan) -> dict[str, torch.Tensor]:
-        return {"weight": take(self.weight, p.s_rows, p.s_fields), "bias": take(self.bias, p.s_rows)}
+        return {
+            "weight": take(self.weight, p.s_rows, p.s_fields),
+            "bias": take(self.bias, p.s_rows),
+            "norm_weight": take(self.norm_weight, p.e_rows),
+            "norm_bias": take(self.norm_bias, p.e_rows),
+        }
 
     def forward(self, s: torch.Tensor, p: BlockPlan) -> torch.Tensor:
         """s ``(B, Ns, e)`` -> ``(B, sd, e)``."""
-        return _efc(s, take(self.weight, p.s_rows, p.s_fields), take(self.bias, p.s_rows))
+        t = _efc(s, take(self.weight, p.s_rows, p.s_fields), take(self.bias, p.s_rows))
+        return _ln(t, self.norm_weight, self.norm_bias, p.e_rows)
 
     @staticmethod
     def macs(sd: int, ns: int, e: int) -> int:
