@@ -177,6 +177,25 @@ def test_nan_loss_stops_with_resumable_checkpoint_and_skip_mode_counts(synthetic
     assert math.isnan(r.losses[0]) and all(math.isfinite(x) for x in r.losses[1:])
 
 
+def test_divergence_guard_treats_a_loss_above_max_loss_like_nan(synthetic: Path, tmp_path: Path) -> None:
+    fm, train_l, _ = loaders(synthetic)
+    build = lambda d: CTRModel(fm, SPEC, device=d)  # noqa: E731
+    # A fresh model's batch log loss is ~0.7 here, so max_loss 0.3 flags the first step as diverged.
+    with pytest.raises(NonFiniteLossError, match=r"diverged \(0\.\d+ > max_loss 0\.3\) at step 1 ") as e:
+        train(build, train_l, config=TrainConfig(max_steps=4, max_loss=0.3, progress=False), out_dir=tmp_path / "a")
+    assert Path(e.value.checkpoint).name == "step_00000000"
+    r = train(build, train_l, config=TrainConfig(max_steps=4, max_loss=0.3, on_nan="skip", progress=False),
+              out_dir=tmp_path / "b")
+    assert r.skipped_steps == 4 and all(0.3 < x < 1.0 for x in r.losses)
+    # nothing was applied: after 4 skipped steps the state (tables, dense weights, optimizer) is the
+    # initial one, which the stopped run saved before its first step
+    assert_same_state(saved_state(Path(r.checkpoint), tmp_path / "b"), saved_state(Path(e.value.checkpoint), tmp_path / "a"))
+    with pytest.raises(ValueError, match="max_loss"):
+        TrainConfig(max_loss=0.0)
+    with pytest.raises(ValueError, match="max_loss"):
+        WarmupConfig(max_loss=-1.0)
+
+
 # -- supernet warm-up -----------------------------------------------------------------------------
 def test_warmup_resume_equals_uninterrupted_and_load_supernet(synthetic: Path, tmp_path: Path) -> None:
     fm, train_l, _ = loaders(synthetic, batch_size=64, fraction=0.2)

@@ -4,7 +4,7 @@ Both loops follow the same order per step, which the fused table optimizer dicta
 tables *during* ``backward()``, so a bad loss must be caught before backward)::
 
     set lr -> optimizer.zero_grad() (pushes lr into FBGEMM) -> forward -> loss
-    -> every rank agrees the loss is finite -> backward (tables updated)
+    -> every rank agrees the loss is finite and <= max_loss -> backward (tables updated)
     -> sync_dense_grads (supernet, world size > 1) -> optimizer.step() (dense)
 """
 
@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -29,6 +29,9 @@ __all__ = [
     "NonFiniteLossError",
     "EvalResult",
     "train_step",
+    "StepOutcome",
+    "loss_ok",
+    "describe_bad_loss",
     "evaluate",
     "set_lr",
     "epoch_batches",
@@ -43,7 +46,8 @@ Forward = Callable[[nn.Module, Batch], torch.Tensor]
 
 
 class NonFiniteLossError(RuntimeError):
-    """A step produced a NaN/inf loss. ``checkpoint`` holds the state from before that step."""
+    """A step produced a NaN/inf loss, or one above ``max_loss`` (diverged). ``checkpoint`` holds
+    the state from before that step."""
 
     def __init__(self, message: str, step: int, checkpoint: str | None) -> None:
         super().__init__(message)
@@ -80,25 +84,46 @@ def set_lr(optimizer: Any, factor: float) -> None:
         g["lr"] = g["initial_lr"] * factor
 
 
+class StepOutcome(NamedTuple):
+    """What :func:`train_step` did: this rank's ``loss``, and whether the update was ``applied``."""
+
+    loss: float
+    applied: bool
+
+
+def loss_ok(loss: float, max_loss: float) -> bool:
+    """A loss the step may apply: finite and at most ``max_loss`` (the divergence guard)."""
+    return math.isfinite(loss) and loss <= max_loss
+
+
+def describe_bad_loss(loss: float, max_loss: float) -> str:
+    """``"non-finite (nan)"`` or ``"diverged (3.2e+05 > max_loss 100)"``, for error messages."""
+    if not math.isfinite(loss):
+        return f"non-finite ({loss})"
+    return f"diverged ({loss:.4g} > max_loss {max_loss:g})"
+
+
 def train_step(
     model: nn.Module,
     optimizer: Any,
     batch: Batch,
     env: DistEnv,
     forward: Forward,
-) -> float:
-    """One optimisation step; returns the loss, or ``nan`` without updating anything if the loss is
-    not finite on some rank (the caller decides whether to stop or skip)."""
+    max_loss: float = math.inf,
+) -> StepOutcome:
+    """One optimisation step. If the loss is not finite or above ``max_loss`` on some rank (a
+    diverged run: a well-behaved CTR model's batch log loss is below ~1), nothing is updated on any
+    rank and ``applied`` is ``False``; the caller decides whether to stop or skip."""
     optimizer.zero_grad(set_to_none=True)
     logits = forward(model, batch)
     loss = F.binary_cross_entropy_with_logits(logits, batch.labels)
     value = float(loss.detach())
-    if not all_ranks_true(math.isfinite(value), env):
-        return math.nan
+    if not all_ranks_true(loss_ok(value, max_loss), env):
+        return StepOutcome(value, False)
     loss.backward()
     sync_dense_grads(model, env)
     optimizer.step()
-    return value
+    return StepOutcome(value, True)
 
 
 @torch.no_grad()

@@ -44,11 +44,12 @@ from recnas.train.loop import (
     NonFiniteLossError,
     Progress,
     epoch_batches,
+    describe_bad_loss,
     evaluate,
     train_step,
 )
 
-__all__ = ["TrainConfig", "TrainResult", "train", "DENSE_LR", "RESULT_FILE", "check_resume_config"]
+__all__ = ["TrainConfig", "TrainResult", "train", "DENSE_LR", "MAX_LOSS", "RESULT_FILE", "check_resume_config"]
 
 # Dense Adagrad lr. Measured twice:
 # - a 2-block CTRModel, 1 epoch at batch 128 on the 8k training rows of the shared Criteo sample
@@ -61,10 +62,13 @@ __all__ = ["TrainConfig", "TrainResult", "train", "DENSE_LR", "RESULT_FILE", "ch
 # The default is the one that is safe across the search spaces (the ops have no normalisation
 # layers yet, unlike NASRec's LayerNorm-after-linear); raise it for small hand-designed models.
 DENSE_LR = 0.005
+# Divergence guard (TrainConfig.max_loss, WarmupConfig.max_loss): a batch log loss above this is
+# treated like a NaN. Label-rate prediction scores ~0.5 on Criteo and a fresh model ~0.7.
+MAX_LOSS = 10.0
 RESULT_FILE = "result.json"
 
 # Config fields that may differ between a run and its resumption (they do not change the math).
-_RESUME_FREE = frozenset({"progress", "checkpoint_every", "keep_checkpoints", "on_nan"})
+_RESUME_FREE = frozenset({"progress", "checkpoint_every", "keep_checkpoints", "on_nan", "max_loss"})
 
 
 @dataclass(frozen=True)
@@ -80,8 +84,11 @@ class TrainConfig:
         seed: seeds the model initialisation (torch) on every rank.
         checkpoint_every: save every K steps (0: only at the end and on a bad loss).
         keep_checkpoints: complete checkpoints kept on disk.
-        on_nan: ``"raise"`` stops at a NaN/inf loss with a resumable checkpoint from before the
-            step; ``"skip"`` drops the step (no update) and counts it.
+        max_loss: divergence guard: a step whose batch log loss exceeds it is treated like a NaN
+            loss (``on_nan``). A CTR model's batch log loss is below ~1 (0.69 for a coin flip); a
+            diverged one climbs to 1e3-1e28 without ever producing a NaN. ``inf`` turns it off.
+        on_nan: ``"raise"`` stops at a NaN/inf loss (or one above ``max_loss``) with a resumable
+            checkpoint from before the step; ``"skip"`` drops the step (no update) and counts it.
         progress: tqdm bar with samples/s on rank 0.
     """
 
@@ -93,6 +100,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 0
     keep_checkpoints: int = 2
+    max_loss: float = MAX_LOSS
     on_nan: str = "raise"
     progress: bool = True
 
@@ -101,7 +109,7 @@ class TrainConfig:
             raise ValueError(f"on_nan: expected one of {ON_NAN}, got {self.on_nan!r}")
         if self.epochs < 1 and self.max_steps < 1:
             raise ValueError("epochs or max_steps must be positive")
-        for name in ("dense_lr", "table_lr", "eps"):
+        for name in ("dense_lr", "table_lr", "eps", "max_loss"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
@@ -112,11 +120,11 @@ class TrainResult:
 
     Attributes:
         steps: optimizer steps done in total (over resumptions), skipped steps included.
-        skipped_steps: steps dropped for a NaN/inf loss (``on_nan="skip"``).
+        skipped_steps: steps dropped for a NaN/inf loss or one above ``max_loss`` (``on_nan="skip"``).
         val, test: metrics on the validation / test loaders (``None`` if not given).
         seconds: wall time of this process's training segment (excluding evaluation).
         samples_per_s: training samples per second over all ranks in this segment.
-        losses: per-step training loss on this rank in this segment (``nan`` for skipped steps).
+        losses: per-step training loss on this rank in this segment (a skipped step keeps the loss it computed).
         checkpoint: the final checkpoint directory.
     """
 
@@ -232,16 +240,17 @@ def train(
         for i, batch in epoch_batches(train_loader, epoch, batch_in_epoch):
             batch = batch.to(env.device)
             batch_size = batch_size or batch.labels.numel()
-            loss = train_step(model, optimizer, batch, env, _forward)
-            if math.isnan(loss):
+            loss, applied = train_step(model, optimizer, batch, env, _forward, config.max_loss)
+            if not applied:
                 if config.on_nan == "raise":
                     batch_in_epoch = i  # resume retries this batch
                     path = save()
                     progress.close()
                     raise NonFiniteLossError(
-                        f"non-finite training loss at step {step + 1} (epoch {epoch}, batch {i}); "
-                        f"nothing was updated. A resumable checkpoint from before this step is at "
-                        f"{path}. Lower the learning rates, check the input rows, or use on_nan='skip'.",
+                        f"training loss {describe_bad_loss(loss, config.max_loss)} at step {step + 1} "
+                        f"(epoch {epoch}, batch {i}); nothing was updated. A resumable checkpoint from "
+                        f"before this step is at {path}. Lower the learning rates, check the input "
+                        "rows, or use on_nan='skip'.",
                         step=step + 1,
                         checkpoint=str(path),
                     )

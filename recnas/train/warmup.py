@@ -45,8 +45,16 @@ from recnas.train.checkpoint import (
     save_weights,
 )
 from recnas.train.distributed import DistEnv, init_distributed, make_optimizer, shard
-from recnas.train.loop import ON_NAN, NonFiniteLossError, Progress, epoch_batches, set_lr, train_step
-from recnas.train.trainer import check_resume_config
+from recnas.train.loop import (
+    ON_NAN,
+    NonFiniteLossError,
+    Progress,
+    describe_bad_loss,
+    epoch_batches,
+    set_lr,
+    train_step,
+)
+from recnas.train.trainer import MAX_LOSS, check_resume_config
 
 if TYPE_CHECKING:
     from recnas.models import Supernet
@@ -64,7 +72,7 @@ __all__ = [
 
 SUPERNET_DIR = "supernet"
 SUPERNET_FILE = "supernet.json"
-_RESUME_FREE = frozenset({"progress", "checkpoint_every", "keep_checkpoints", "on_nan"})
+_RESUME_FREE = frozenset({"progress", "checkpoint_every", "keep_checkpoints", "on_nan", "max_loss"})
 
 
 @dataclass(frozen=True)
@@ -82,7 +90,7 @@ class WarmupConfig:
             ``full_path_fraction`` of the run.
         full_path_fraction: used when ``full_path_steps == -1`` (NASRec: 15k / ~70k; here 0.2).
         seed: seeds the model init (torch) and the spec sampler (numpy) -- the same on every rank.
-        checkpoint_every, keep_checkpoints, on_nan, progress: as in ``TrainConfig``.
+        checkpoint_every, keep_checkpoints, max_loss, on_nan, progress: as in ``TrainConfig``.
     """
 
     epochs: int = 1
@@ -96,10 +104,13 @@ class WarmupConfig:
     seed: int = 0
     checkpoint_every: int = 0
     keep_checkpoints: int = 2
+    max_loss: float = MAX_LOSS
     on_nan: str = "raise"
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if not self.max_loss > 0:
+            raise ValueError(f"max_loss must be positive, got {self.max_loss}")
         if self.on_nan not in ON_NAN:
             raise ValueError(f"on_nan: expected one of {ON_NAN}, got {self.on_nan!r}")
         if self.epochs < 1 and self.max_steps < 1:
@@ -122,7 +133,7 @@ class WarmupResult:
 
     Attributes:
         steps: steps done in total (over resumptions), skipped ones included.
-        skipped_steps: steps dropped for a NaN/inf loss (``on_nan="skip"``).
+        skipped_steps: steps dropped for a NaN/inf loss or one above ``max_loss`` (``on_nan="skip"``).
         full_path_steps: steps (this segment) that trained the full path.
         seconds, samples_per_s: wall time and training samples/s (all ranks) of this segment.
         losses: per-step loss on this rank in this segment.
@@ -252,15 +263,15 @@ def warmup(
             rng_before = rng.bit_generator.state
             spec, is_full = draw_spec(space, rng, full_path_probability(step, n_full))
             set_lr(optimizer, lr_factor(step, total, config.lr_warmup))
-            loss = train_step(model, optimizer, batch, env, forward)
-            if math.isnan(loss):
+            loss, applied = train_step(model, optimizer, batch, env, forward, config.max_loss)
+            if not applied:
                 if config.on_nan == "raise":
                     batch_in_epoch = i
                     rng.bit_generator.state = rng_before  # resume redraws this step's spec
                     path = save()
                     progress.close()
                     raise NonFiniteLossError(
-                        f"non-finite warm-up loss at step {step + 1} (epoch {epoch}, batch {i}, "
+                        f"warm-up loss {describe_bad_loss(loss, config.max_loss)} at step {step + 1} (epoch {epoch}, batch {i}, "
                         f"subnet {spec.key()}); nothing was updated. A resumable checkpoint from "
                         f"before this step is at {path}. Lower the learning rate, check the input "
                         "rows, or use on_nan='skip'.",
