@@ -19,8 +19,8 @@ import pytest
 import yaml
 from scipy import stats as sps
 
-from recnas.bench.config import BenchConfig, load_bench
-from recnas.bench.groundtruth import TABLE_FILE, build, read_table, sample_archs
+from recnas.bench.config import BenchConfig, build_signature, load_bench
+from recnas.bench.groundtruth import COLUMNS, TABLE_FILE, build, read_table, sample_archs
 from recnas.config import ConfigError
 from recnas.space import SearchSpace
 
@@ -66,6 +66,7 @@ def built(work: Path) -> tuple[BenchConfig, pd.DataFrame]:
     [
         ({"train": {"epochz": 1}}, r"unknown key 'train.epochz'; allowed keys under 'train'"),
         ({"train": {"seeds": [0]}}, r"train.seeds: at least two seeds"),
+        ({"train": {"workers": 0}}, r"'train': train.workers must be >= 1"),
         ({"num_archs": "many"}, r"'num_archs': expected an integer"),
         ({"estimators": [{"name": "params"}, {"name": "sigeo2"}]}, r"'estimators\[1\]': unknown estimator 'sigeo2'"),
         ({"estimators": [{"name": "sigeo", "params": {"lam": 1}}]}, r"'estimators\[0\]': .*unknown parameters \['lam'\]"),
@@ -96,6 +97,10 @@ def test_overrides_and_defaults(tmp_path: Path) -> None:
     assert by_name["sigeo"] == ("inherit", "fresh")
     with pytest.raises(ConfigError, match="unknown key 'trian'"):
         load_bench(p, ["trian.epochs=2"])
+    # workers only changes the wall time: a build may resume with another count
+    par = load_bench(p, ["train.workers=3"])
+    assert cfg.train.workers == 1 and par.train.workers == 3
+    assert build_signature(par) == build_signature(load_bench(p))
 
 
 def test_sampling_is_distinct_and_prefix_stable() -> None:
@@ -175,6 +180,59 @@ def test_killed_build_resumes_without_retraining(built: tuple[BenchConfig, pd.Da
     pd.testing.assert_frame_equal(a[["key", "seed", "params", "flops", "steps"]], b[["key", "seed", "params", "flops", "steps"]])
     np.testing.assert_allclose(a[["test_logloss", "val_logloss", "test_auc"]], b[["test_logloss", "val_logloss", "test_auc"]], atol=1e-5)
     assert not (out / "runs").exists()
+
+
+# Every column but the timings: runs are seeded and use one thread, so a run in a worker process
+# must give the bit-identical losses of the same run in this process.
+SAME_COLUMNS = [c for c in COLUMNS if c not in ("train_seconds", "samples_per_s", "finished_at")]
+
+
+def test_parallel_workers_give_the_sequential_rows(built: tuple[BenchConfig, pd.DataFrame], work: Path) -> None:
+    cfg, reference = built  # workers 1
+    n = 2  # the first 2 architectures of the same sampler (prefix-stable)
+    par = load_bench(_pipeline(work, "par", work / "cache", num_archs=n), ["train.workers=2"])
+    df = build(par, progress=False)
+    pd.testing.assert_frame_equal(read_table(par.output), df)
+    assert [(int(a), int(s)) for a, s in zip(df["arch"], df["seed"])] == [(i, s) for i in range(n) for s in (0, 1)]
+    expected = reference[reference["arch"] < n].reset_index(drop=True)
+    pd.testing.assert_frame_equal(df[SAME_COLUMNS], expected[SAME_COLUMNS], check_exact=True)
+    assert not (Path(par.output) / "runs").exists()
+
+
+def test_parallel_failure_keeps_the_finished_runs_and_names_the_failed_one(
+    built: tuple[BenchConfig, pd.DataFrame], work: Path
+) -> None:
+    _, reference = built
+    cfg = load_bench(_pipeline(work, "par_fail", work / "cache", num_archs=2), ["train.workers=2"])
+    out = Path(cfg.output)
+    out.mkdir()
+    reference[reference["arch"] == 0].to_parquet(out / TABLE_FILE, index=False)  # arch 0 is done
+    key = reference.loc[reference["arch"] == 1, "key"].iloc[0]
+    bad = out / "runs" / f"0001-{key}-s0" / "checkpoints"  # a run whose resume fails at once
+    bad.mkdir(parents=True)
+    (bad / "LATEST").write_text("step_missing\n")
+    with pytest.raises(FileNotFoundError, match=rf"^arch 1 {key} seed 0: .*names step_missing"):
+        build(cfg, progress=False)
+    # the run in progress beside it finished and was recorded
+    df = read_table(out)
+    assert [(int(a), int(s)) for a, s in zip(df["arch"], df["seed"])] == [(0, 0), (0, 1), (1, 1)]
+    expected = reference[reference["arch"] < 2].drop(index=reference.index[(reference["arch"] == 1) & (reference["seed"] == 0)])
+    pd.testing.assert_frame_equal(df[SAME_COLUMNS], expected[SAME_COLUMNS].reset_index(drop=True), check_exact=True)
+
+
+def test_worker_errors_reach_the_parent_even_if_they_do_not_pickle() -> None:
+    import pickle
+
+    from recnas.bench.groundtruth import _sendable
+    from recnas.train.loop import NonFiniteLossError
+
+    diverged = NonFiniteLossError("training loss non-finite (nan) at step 2", step=2, checkpoint=None)
+    with pytest.raises(TypeError):  # what would break the worker pool
+        pickle.loads(pickle.dumps(diverged))
+    sent = pickle.loads(pickle.dumps(_sendable(diverged)))
+    assert type(sent) is RuntimeError and str(sent) == "NonFiniteLossError: training loss non-finite (nan) at step 2"
+    plain = FileNotFoundError("no such file")
+    assert _sendable(plain) is plain
 
 
 def test_cli_bad_pipeline_is_one_line_exit_2(tmp_path: Path) -> None:

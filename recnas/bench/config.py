@@ -10,7 +10,7 @@ Example (``pipelines/bench_synth.yaml`` is a complete file)::
     data: {synth_rows: 40000, hash_size: 10000}
     space: nasrec_small
     num_archs: 60
-    train: {epochs: 1, batch_size: 128, seeds: [0, 1]}
+    train: {epochs: 1, batch_size: 128, seeds: [0, 1], threads: 1, workers: 2}
     warmup: {fractions: [0.0, 0.01, 0.05, 0.1], batch_size: 64}
     scoring: {batches: 4, batch_size: 512, val_batches: 4}
     estimators:
@@ -19,6 +19,10 @@ Example (``pipelines/bench_synth.yaml`` is a complete file)::
     output: runs/bench_synth
 
     >>> cfg = load_bench("pipelines/bench_synth.yaml", ["num_archs=8"])  # doctest: +SKIP
+
+``train.workers`` trains that many (architecture, seed) runs at once, each in its own process with
+``train.threads`` torch threads; it changes only the wall time (every run is seeded), so it may be
+set per machine from the command line: ``recnas bench build PIPELINE --set train.workers=4``.
 """
 
 from __future__ import annotations
@@ -64,7 +68,13 @@ class TrainSection:
         eval_batch_size: batch size of the validation/test evaluation.
         checkpoint_every: checkpoint a run every K steps, so a killed build resumes inside a run
             (0: restart an interrupted architecture from scratch).
-        threads: ``torch.set_num_threads`` for the build (0: leave torch's default).
+        threads: ``torch.set_num_threads`` for the build (0: leave torch's default); with
+            ``workers > 1``, per worker.
+        workers: number of (architecture, seed) runs trained at once, each in its own spawned
+            process with ``threads`` torch threads (keep ``workers x threads`` within the cores;
+            with ``threads: 0`` every worker takes torch's default, all of them). Results are
+            identical to ``workers: 1`` because every run is seeded, so it is not part of the build
+            signature: a build may be resumed with a different count.
     """
 
     epochs: int = 1
@@ -77,6 +87,7 @@ class TrainSection:
     eval_batch_size: int = 4096
     checkpoint_every: int = 50
     threads: int = 0
+    workers: int = 1
 
     def __post_init__(self) -> None:
         if len(self.seeds) < 2:
@@ -91,6 +102,8 @@ class TrainSection:
             raise ValueError(f"train.fraction must be in (0, 1], got {self.fraction}")
         if self.checkpoint_every < 0 or self.threads < 0:
             raise ValueError("train.checkpoint_every and train.threads must be >= 0")
+        if self.workers < 1:
+            raise ValueError(f"train.workers must be >= 1 (runs trained at once), got {self.workers}")
 
 
 @dataclass(frozen=True)
@@ -330,6 +343,6 @@ def build_signature(cfg: BenchConfig) -> dict[str, Any]:
     data = to_dict(cfg.data)
     data.pop("cache")
     train = to_dict(cfg.train)
-    for k in ("checkpoint_every", "threads", "seeds"):
+    for k in ("checkpoint_every", "threads", "workers", "seeds"):
         train.pop(k)
     return {"data": data, "space": cfg.space, "sample_seed": cfg.sample_seed, "train": train}

@@ -23,18 +23,31 @@ column                  meaning
 ``finished_at``         UNIX time the row was recorded
 ======================  ==========================================================
 
-A killed build resumes: finished rows are never retrained; an architecture that was being trained
-continues from its last checkpoint (``train.checkpoint_every``). A run's folder
-(``OUTPUT/runs/<arch>-<key>-s<seed>``) is deleted once its row is recorded.
+The table is kept sorted by ``(arch, seed)``. A killed build resumes: finished rows are never
+retrained; an architecture that was being trained continues from its last checkpoint
+(``train.checkpoint_every``). A run's folder (``OUTPUT/runs/<arch>-<key>-s<seed>``) is deleted once
+its row is recorded.
+
+``train.workers > 1`` trains that many runs at once, each in its own spawned process (a world of one
+over an in-memory store, so workers share no ports) with ``train.threads`` torch threads. Only the
+parent process writes the table, once per finished run in completion order; the rows are those of
+``workers: 1`` (every run is seeded), only the timings differ. If a run fails, nothing more is
+started, the runs in progress finish and are recorded, then the error is raised. A worker whose build
+process dies (e.g. killed) exits within a second, so a resumed build never shares a run folder with it.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
+import pickle
 import shutil
 import sys
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,6 +178,69 @@ def _train_one(cfg: BenchConfig, d: _Data, spec: ArchSpec, seed: int, run_dir: P
     }
 
 
+def _flush_denormal_enabled() -> bool:
+    """Whether this process treats denormal floats as zero (``torch.set_flush_denormal`` has no getter)."""
+    import torch
+
+    return bool((torch.tensor([1e-40], dtype=torch.float32) * 1.0).item() == 0.0)
+
+
+def _sendable(e: Exception) -> Exception:
+    """``e`` if it survives pickling, else a ``RuntimeError`` with its type name and message.
+
+    A worker's error travels to the parent pickled; one that cannot be rebuilt from its message
+    (``NonFiniteLossError(message, step, checkpoint)``: a diverged run) would fail to unpickle there,
+    which breaks the whole pool and kills the runs in progress.
+    """
+    try:
+        pickle.loads(pickle.dumps(e))
+        return e
+    except Exception:
+        return RuntimeError(f"{type(e).__name__}: {e}")
+
+
+def _exit_with_parent() -> None:
+    """Worker initializer: ends this worker process as soon as the build process that spawned it dies
+    (e.g. ``kill -9``); an orphan would go on writing checkpoints into a run folder that the resumed
+    build trains too."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()  # waits on the parent's sentinel
+        os._exit(1)
+
+    threading.Thread(target=watch, name="recnas-bench-parent-watch", daemon=True).start()
+
+
+def _train_worker(cfg: BenchConfig, data_dir: str, spec_json: str, seed: int, run_dir: str,
+                  flush_denormal: bool) -> dict[str, Any]:
+    """One (architecture, seed) run in a worker process of ``build`` (``train.workers > 1``)."""
+    import torch
+
+    from recnas.data.loader import load_prepared
+    from recnas.train.cli import quiet_libraries
+    from recnas.train.distributed import init_distributed
+
+    quiet_libraries()
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    if flush_denormal:
+        torch.set_flush_denormal(True)
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):  # a world of one, whatever started the parent
+        os.environ.pop(k, None)
+    try:
+        env = init_distributed()
+        fm, splits = load_prepared(Path(data_dir))
+        return _train_one(cfg, _Data(Path(data_dir), fm, splits), ArchSpec.from_json(spec_json), seed, Path(run_dir), env)
+    except Exception as e:
+        sendable = _sendable(e)
+        if sendable is e:
+            raise
+        raise sendable from e  # the original's traceback text still reaches the parent
+
+
 def build(cfg: BenchConfig, source: str = "pipeline", progress: bool = True) -> pd.DataFrame:
     """Trains every (architecture, seed) of ``cfg`` that the output table lacks; returns the table.
 
@@ -197,16 +273,23 @@ def build(cfg: BenchConfig, source: str = "pipeline", progress: bool = True) -> 
     if progress:
         print(f"recnas bench build: {total - len(todo)} of {total} (architecture, seed) rows done, "
               f"{len(todo)} to train -> {out / TABLE_FILE}", file=sys.stderr, flush=True)
-    env = init_distributed()
     t_start = time.perf_counter()
-    for n_done, (i, spec, seed) in enumerate(todo, start=1):
-        run_dir = out / "runs" / f"{i:04d}-{spec.key()}-s{seed}"
+    n_done = 0
+
+    def run_dir(i: int, spec: ArchSpec, seed: int) -> Path:
+        return out / "runs" / f"{i:04d}-{spec.key()}-s{seed}"
+
+    def record(i: int, spec: ArchSpec, seed: int, result: dict[str, Any]) -> None:
+        """Adds a finished run's row, rewrites the table, removes the run's folder, reports."""
+        nonlocal df, n_done
         row = {"arch": i, "key": spec.key(), "spec": spec.to_json(), "seed": int(seed)}
-        row.update(_train_one(cfg, d, spec, seed, run_dir, env))
+        row.update(result)
         row["finished_at"] = time.time()
         df = pd.concat([df, pd.DataFrame([row])], ignore_index=True) if len(df) else pd.DataFrame([row])
+        df = df.sort_values(["arch", "seed"], kind="stable", ignore_index=True)
         _write_table(out, df)
-        shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.rmtree(run_dir(i, spec, seed), ignore_errors=True)
+        n_done += 1
         if progress:
             elapsed = time.perf_counter() - t_start
             eta = elapsed / n_done * (len(todo) - n_done)
@@ -217,6 +300,58 @@ def build(cfg: BenchConfig, source: str = "pipeline", progress: bool = True) -> 
                 f"({row['samples_per_s']:,.0f} samples/s) | eta {eta / 60:.1f} min",
                 file=sys.stderr, flush=True,
             )
+
+    if cfg.train.workers == 1:
+        env = init_distributed()
+        for i, spec, seed in todo:
+            record(i, spec, seed, _train_one(cfg, d, spec, seed, run_dir(i, spec, seed), env))
+    elif todo:
+        _build_parallel(cfg, data_dir, todo, run_dir, record)
     if (out / "runs").is_dir() and not any((out / "runs").iterdir()):
         (out / "runs").rmdir()
     return df
+
+
+def _build_parallel(
+    cfg: BenchConfig,
+    data_dir: Path,
+    todo: list[tuple[int, ArchSpec, int]],
+    run_dir: Callable[[int, ArchSpec, int], Path],
+    record: Callable[[int, ArchSpec, int, dict[str, Any]], None],
+) -> None:
+    """Trains ``todo`` in ``cfg.train.workers`` spawned processes, ``record``ing each run as it finishes.
+
+    A run is submitted only when a worker is free (``ProcessPoolExecutor`` would otherwise queue one
+    more than it runs, marked running and so not cancellable). After a failed run nothing more is
+    started; the runs in progress finish and are recorded; then the first failure is raised again
+    (same type where it takes one message) naming its architecture and seed.
+    """
+    flush = _flush_denormal_enabled()
+    pending = list(reversed(todo))  # pop() takes them in order
+    running: dict[Future, tuple[int, ArchSpec, int]] = {}
+    failed: tuple[int, ArchSpec, int, BaseException] | None = None
+    workers = min(cfg.train.workers, len(todo))
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_exit_with_parent) as pool:
+        while running or (pending and failed is None):
+            while pending and failed is None and len(running) < workers:
+                i, spec, seed = job = pending.pop()
+                fut = pool.submit(_train_worker, cfg, str(data_dir), spec.to_json(), int(seed),
+                                  str(run_dir(i, spec, seed)), flush)
+                running[fut] = job
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in sorted(finished, key=lambda f: (running[f][0], running[f][2])):
+                i, spec, seed = running.pop(fut)
+                err = fut.exception()
+                if err is None:
+                    record(i, spec, seed, fut.result())
+                elif failed is None:
+                    failed = (i, spec, seed, err)
+    if failed is not None:
+        i, spec, seed, err = failed
+        where = f"arch {i} {spec.key()} seed {seed}"
+        try:
+            again = type(err)(f"{where}: {err}")
+        except Exception:  # an exception type that does not take one message
+            again = RuntimeError(f"{where}: {type(err).__name__}: {err}")
+        raise again from err
