@@ -29,7 +29,7 @@ from typing import Any
 
 from recnas.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
 from recnas.pipeline import DataConfig
-from recnas.train.trainer import DENSE_LR
+from recnas.train.trainer import DENSE_LR, MAX_LOSS
 
 __all__ = [
     "SupernetConfig",
@@ -57,8 +57,9 @@ class SupernetConfig:
         full_path_fraction: the full-path probability falls 1 -> 0 over this fraction of the steps.
         seed: model init and subnet sampling seed (the same on every rank).
         checkpoint_every: checkpoint every K steps so a killed warm-up resumes (0: only at the end).
-        on_nan: a NaN/inf warm-up loss: ``raise`` (stop with a resumable checkpoint) or ``skip``
-            the step (counted).
+        max_loss: divergence guard: a warm-up batch loss above it is handled like a NaN.
+        on_nan: a NaN/inf warm-up loss (or one above ``max_loss``): ``raise`` (stop with a
+            resumable checkpoint) or ``skip`` the step (counted).
         reuse: an existing warm-up folder (holding ``supernet.json``) to use instead of warming up;
             its space and feature map must match this pipeline's.
     """
@@ -72,6 +73,7 @@ class SupernetConfig:
     full_path_fraction: float = 0.2
     seed: int = 0
     checkpoint_every: int = 200
+    max_loss: float = MAX_LOSS
     on_nan: str = "raise"
     reuse: str | None = None
 
@@ -84,6 +86,8 @@ class SupernetConfig:
             raise ValueError(f"supernet.checkpoint_every must be >= 0, got {self.checkpoint_every}")
         if self.on_nan not in ("raise", "skip"):
             raise ValueError(f"supernet.on_nan: expected 'raise' or 'skip', got {self.on_nan!r}")
+        if not self.max_loss > 0:
+            raise ValueError(f"supernet.max_loss must be positive, got {self.max_loss}")
 
 
 @dataclass(frozen=True)

@@ -197,7 +197,7 @@ def _warm_up(cfg: PipelineConfig, run_dir: Path, data_dir: Path, space: SearchSp
     config = WarmupConfig(
         epochs=sn.epochs, max_steps=sn.max_steps, lr=sn.lr, table_lr=sn.table_lr,
         full_path_fraction=sn.full_path_fraction, seed=sn.seed,
-        checkpoint_every=sn.checkpoint_every, on_nan=sn.on_nan, progress=progress,
+        checkpoint_every=sn.checkpoint_every, max_loss=sn.max_loss, on_nan=sn.on_nan, progress=progress,
     )
     describe = {"data": str(data_dir), "fraction": sn.fraction, "batch_size": sn.batch_size,
                 "world_size": env.world_size}

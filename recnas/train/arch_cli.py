@@ -72,6 +72,7 @@ def run_train(args: argparse.Namespace) -> int:
         table_lr=args.table_lr,
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
+        **({"max_loss": args.max_loss} if args.max_loss is not None else {}),
         on_nan=args.on_nan,
         progress=not args.no_progress,
     )

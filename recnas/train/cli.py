@@ -46,7 +46,11 @@ def add_common_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop-at-step", type=int, default=None, metavar="N",
                    help="save a checkpoint and exit after N steps (continue later with --resume)")
     p.add_argument("--on-nan", choices=("raise", "skip"), default="raise",
-                   help="NaN/inf loss: stop with a resumable checkpoint (default) or skip the step and count it")
+                   help="NaN/inf loss, or one above --max-loss: stop with a resumable checkpoint (default) "
+                        "or skip the step and count it")
+    p.add_argument("--max-loss", type=float, default=None,
+                   help="divergence guard: a batch log loss above this is handled like a NaN "
+                        "(default: recnas.train.trainer.MAX_LOSS, 10)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads per process (default: torch's; use 1 on a busy machine, "
@@ -101,6 +105,7 @@ def run_warmup(args: argparse.Namespace) -> int:
         full_path_fraction=args.full_path_fraction,
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
+        **({"max_loss": args.max_loss} if args.max_loss is not None else {}),
         on_nan=args.on_nan,
         progress=not args.no_progress,
     )
