@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch
 from recnas.data import ParquetBatchLoader, load_prepared, prepare_synthetic
 from recnas.export import (
     DLRMConfig,
+    ProdTrainConfig,
     build_model,
     export_architecture,
     load_export,
@@ -29,6 +31,7 @@ from recnas.export.production import early_stop_epoch
 from recnas.space import SearchSpace
 from recnas.space.presets import PRESETS
 from recnas.train.checkpoint import load_model_weights
+from recnas.train.trainer import MAX_LOSS
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 256
@@ -175,7 +178,8 @@ def test_torchrun_two_processes_from_inherited_weights(data, export, tmp_path):
 
 @pytest.mark.parametrize("name", ["dlrm", "deepfm", "dcnv2"])
 def test_baselines_train_to_finite_metrics(name, data, tmp_path):
-    r = train_baseline(name, data, out_dir=tmp_path / name, epochs=1, batch_size=128, fraction=0.2, progress=False)
+    config = ProdTrainConfig(epochs=1, batch_size=128, fraction=0.2, progress=False)
+    r = train_baseline(name, data, out_dir=tmp_path / name, config=config)
     assert r.status == "completed" and r.steps == _steps_per_epoch(data, 128, fraction=0.2) > 0
     h = r.history[-1]
     assert all(math.isfinite(x) for x in (h.val_logloss, h.val_auc, h.test_logloss, h.test_auc))
@@ -202,6 +206,36 @@ def test_bad_requests_fail_clearly(data, export, tmp_path):
     assert r.returncode == 2 and "export folder not found" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_max_loss_stops_a_diverging_run_resumably(data, export, tmp_path):
+    """``--max-loss`` reaches the trainer's divergence guard: a fresh model's batch log loss (~0.6-0.7)
+    is above 0.3, so the first step stops the run (exit 3, nothing updated, a resumable checkpoint);
+    max_loss may change on --resume, and the run then completes from that checkpoint."""
+    out = tmp_path / "run"
+    args = [str(export), "--data", str(data), "--out", str(out), "--batch-size", "128", "--fraction", "0.2",
+            "--no-progress"]
+    r = _train_cli(*args, "--max-loss", "0.3")
+    assert r.returncode == 3, (r.stdout + r.stderr)[-3000:]
+    m = re.search(r"recnas train: error: training loss diverged \(([0-9.]+) > max_loss 0\.3\) at step 1 ", r.stderr)
+    assert m and 0.3 < float(m.group(1)) < 1, r.stderr[-3000:]
+    assert "Traceback" not in r.stderr
+    assert json.loads((out / "run.json").read_text())["config"]["max_loss"] == 0.3
+    assert not (out / "model").exists()
+
+    r = _train_cli(*args, "--resume")  # the default max_loss (10)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    assert result["status"] == "completed" and result["start_step"] == 0
+    assert result["steps"] == _steps_per_epoch(data, 128, fraction=0.2)
+
+
+def test_prod_train_config_validates_max_loss():
+    assert ProdTrainConfig().max_loss == MAX_LOSS
+    for bad in (0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="max_loss must be positive"):
+            ProdTrainConfig(max_loss=bad)
+    assert ProdTrainConfig(max_loss=float("inf")).max_loss == float("inf")  # the guard off
+
+
 def test_early_stopping_rule():
     assert not early_stop_epoch([0.5, 0.4, 0.45], patience=0)
     assert early_stop_epoch([0.5, 0.4, 0.45], patience=1)
@@ -215,8 +249,9 @@ def test_early_stopping_exports_the_best_epoch(data, tmp_path):
     """With patience 1 the run stops at the first epoch that does not lower the validation log loss
     (a high learning rate makes these rows overfit within a few epochs) and exports the epoch before it."""
     spe = _steps_per_epoch(data, BATCH)
-    r = train_baseline("deepfm", data, space="tiny", out_dir=tmp_path / "es", epochs=6, batch_size=BATCH,
-                       early_stopping_patience=1, dense_lr=0.3, table_lr=0.3, progress=False)
+    config = ProdTrainConfig(epochs=6, batch_size=BATCH, early_stopping_patience=1, dense_lr=0.3, table_lr=0.3,
+                             progress=False)
+    r = train_baseline("deepfm", data, space="tiny", out_dir=tmp_path / "es", config=config)
     val = [h.val_logloss for h in r.history]
     assert r.status == "early_stopped" and 2 <= len(val) < 6, val
     assert val[-1] >= min(val[:-1]) and r.best_epoch == len(val) - 1 == r.best.epoch

@@ -19,7 +19,8 @@ Run folder::
 
 Example::
 
-    r = train_export(Path("exports/01-ab12"), Path("data/criteo"), out_dir=Path("runs/prod"), epochs=2)
+    r = train_export(Path("exports/01-ab12"), Path("data/criteo"), out_dir=Path("runs/prod"),
+                     config=ProdTrainConfig(epochs=2))
     print(r.best.test_logloss, r.best.test_auc, r.export_dir)
 """
 
@@ -47,7 +48,7 @@ from recnas.export.architecture import (
     build_model,
 )
 from recnas.export.artifact import export_architecture, load_export
-from recnas.train.trainer import DENSE_LR
+from recnas.train.trainer import DENSE_LR, MAX_LOSS
 
 __all__ = [
     "ProdTrainConfig",
@@ -69,8 +70,11 @@ RESULT_FILE = "result.json"
 MODEL_DIR = "model"
 TRAIN_DIR = "train"
 
-# Settings that may change between a run and its resumption (they do not change the result).
-_RESUME_FREE = frozenset({"progress", "checkpoint_every"})
+# Settings that may change between a run and its resumption: progress and checkpoint_every do not
+# change the result; max_loss is free as in the trainer (recnas.train.trainer._RESUME_FREE), so a run
+# stopped by the divergence guard can be resumed with a higher one (run.json files written before
+# max_loss existed lack the field, which this also allows).
+_RESUME_FREE = frozenset({"progress", "checkpoint_every", "max_loss"})
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,11 @@ class ProdTrainConfig:
         fraction: use the first ``fraction`` of the training rows (the split is already shuffled).
         eval_batch_size: rows per evaluation batch and process.
         checkpoint_every: extra checkpoints every K steps within an epoch (0: at epoch ends only).
-        on_nan: ``"raise"`` (stop, resumable) or ``"skip"`` a step with a NaN/inf loss.
+        on_nan: ``"raise"`` (stop, resumable) or ``"skip"`` a step with a NaN/inf loss (or one
+            above ``max_loss``).
+        max_loss: divergence guard: a step whose batch log loss exceeds it is handled like a NaN
+            loss (``on_nan``); see ``recnas.train.trainer.MAX_LOSS``. ``inf`` turns it off. May
+            change on resume.
         flush_denormal: treat denormal floats as zero on CPU while training (restored afterwards).
             Measured on a searched NASRec-Small model on the Criteo rows: early training steps
             produce denormals that make CPU steps 0.2 -> 5 s; flushed, 0.12 s.
@@ -105,6 +113,7 @@ class ProdTrainConfig:
     eval_batch_size: int = 4096
     checkpoint_every: int = 0
     on_nan: str = "raise"
+    max_loss: float = MAX_LOSS
     flush_denormal: bool = True
     progress: bool = True
 
@@ -117,6 +126,8 @@ class ProdTrainConfig:
             raise ValueError(f"early_stopping_patience must be >= 0, got {self.early_stopping_patience}")
         if not 0 < self.fraction <= 1:
             raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
+        if not self.max_loss > 0:
+            raise ValueError(f"max_loss must be positive, got {self.max_loss}")
 
 
 @dataclass(frozen=True)
@@ -210,16 +221,7 @@ def train_export(
     *,
     out_dir: Path,
     init: str = "scratch",
-    epochs: int = 1,
-    batch_size: int = 512,
-    early_stopping_patience: int = 0,
-    seed: int = 0,
-    fraction: float = 1.0,
-    dense_lr: float = DENSE_LR,
-    table_lr: float = 0.12,
-    checkpoint_every: int = 0,
-    on_nan: str = "raise",
-    progress: bool = True,
+    config: ProdTrainConfig | None = None,
     resume: bool = True,
     stop_at_step: int | None = None,
 ) -> ProdTrainResult:
@@ -231,19 +233,14 @@ def train_export(
         out_dir: the run folder (see the module doc); the trained model goes to ``out_dir/model``.
         init: ``"scratch"`` (fresh, seeded weights) or ``"inherited"`` (the export's weights, e.g.
             inherited from the supernet).
-        epochs, batch_size, early_stopping_patience, seed, fraction, dense_lr, table_lr,
-        checkpoint_every, on_nan, progress: see :class:`ProdTrainConfig`.
+        config: how to train (``None``: ``ProdTrainConfig()``).
         resume: continue the run in ``out_dir`` if it has one (same settings); else it must be new.
         stop_at_step: checkpoint and return (status ``"interrupted"``) after this many steps.
     """
     if init not in INIT_CHOICES:
         raise ValueError(f"init: expected one of {list(INIT_CHOICES)}, got {init!r}")
     ex = load_export(Path(export_dir))
-    config = ProdTrainConfig(
-        epochs=epochs, batch_size=batch_size, early_stopping_patience=early_stopping_patience, seed=seed,
-        fraction=fraction, dense_lr=dense_lr, table_lr=table_lr, checkpoint_every=checkpoint_every,
-        on_nan=on_nan, progress=progress,
-    )
+    config = config if config is not None else ProdTrainConfig()
     source = {
         "kind": "export",
         "export_dir": str(Path(export_dir).resolve()),
@@ -264,33 +261,21 @@ def train_baseline(
     *,
     out_dir: Path,
     space: str = BASELINE_SPACE,
-    epochs: int = 1,
-    batch_size: int = 512,
-    early_stopping_patience: int = 0,
-    seed: int = 0,
-    fraction: float = 1.0,
-    dense_lr: float = DENSE_LR,
-    table_lr: float = 0.12,
-    checkpoint_every: int = 0,
-    on_nan: str = "raise",
-    progress: bool = True,
+    config: ProdTrainConfig | None = None,
     resume: bool = True,
     stop_at_step: int | None = None,
 ) -> ProdTrainResult:
     """Trains a baseline from scratch with the same trainer, data and settings as :func:`train_export`.
 
     ``name``: ``dlrm`` (TorchRec's DLRM, Criteo sizes), ``deepfm`` or ``dcnv2`` (the presets of
-    ``space``, built as ``CTRModel``; see ``recnas.space.presets``).
+    ``space``, built as ``CTRModel``; see ``recnas.space.presets``). ``config``: how to train
+    (``None``: ``ProdTrainConfig()``).
     """
     arch = baseline_architecture(name, space)
     from recnas.data.loader import load_prepared
 
     fm, _ = load_prepared(data_dir)
-    config = ProdTrainConfig(
-        epochs=epochs, batch_size=batch_size, early_stopping_patience=early_stopping_patience, seed=seed,
-        fraction=fraction, dense_lr=dense_lr, table_lr=table_lr, checkpoint_every=checkpoint_every,
-        on_nan=on_nan, progress=progress,
-    )
+    config = config if config is not None else ProdTrainConfig()
     source = {"kind": "baseline", "name": name, "space": space if name != "dlrm" else None}
     return train_architecture(
         arch, fm, data_dir, out_dir=out_dir, config=config, name=name, init="scratch", init_state=None,
@@ -462,7 +447,8 @@ def _train_architecture(
     total = config.epochs * spe
     tc = TrainConfig(
         epochs=config.epochs, dense_lr=config.dense_lr, table_lr=config.table_lr, eps=config.eps, seed=config.seed,
-        checkpoint_every=config.checkpoint_every, on_nan=config.on_nan, progress=config.progress,
+        checkpoint_every=config.checkpoint_every, on_nan=config.on_nan, max_loss=config.max_loss,
+        progress=config.progress,
     )
     train_dir = out / TRAIN_DIR
     describe = {"name": name, "data": run["data"], "batch_size": config.batch_size, "world_size": env.world_size,

@@ -1,7 +1,7 @@
 """``recnas train``: production training of an exported architecture, or of a baseline.
 
     recnas train EXPORT_DIR --data PREPARED --out OUT [--init scratch|inherited] [--epochs N]
-                 [--batch-size B] [--early-stopping P] [--seed S] [--resume]
+                 [--batch-size B] [--early-stopping P] [--seed S] [--max-loss L] [--resume]
     recnas train --baseline dlrm|deepfm|dcnv2 --data PREPARED --out OUT [...]
 
 Works as one process or under ``torchrun --nproc-per-node N -m recnas train ...`` (TorchRec
@@ -44,7 +44,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--stop-at-step", type=int, default=None, metavar="N",
                    help="checkpoint and exit after N steps (continue with --resume)")
-    p.add_argument("--on-nan", choices=("raise", "skip"), default="raise")
+    p.add_argument("--on-nan", choices=("raise", "skip"), default="raise",
+                   help="NaN/inf loss, or one above --max-loss: stop with a resumable checkpoint (default) "
+                        "or skip the step and count it")
+    p.add_argument("--max-loss", type=float, default=None,
+                   help="divergence guard: a batch log loss above this is handled like a NaN "
+                        "(default: recnas.train.trainer.MAX_LOSS, 10; may change on --resume)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     p.set_defaults(func=run_train)
 
@@ -63,17 +68,25 @@ def run_train(args: argparse.Namespace) -> int:
     from recnas.train.cli import quiet_libraries
 
     quiet_libraries()
-    from recnas.export.production import format_history, format_results, train_baseline, train_export
+    from recnas.export.production import (
+        ProdTrainConfig,
+        format_history,
+        format_results,
+        train_baseline,
+        train_export,
+    )
     from recnas.train.distributed import init_distributed, shutdown_distributed
     from recnas.train.loop import NonFiniteLossError
     from recnas.train.trainer import DENSE_LR
 
-    common = dict(
-        out_dir=args.out, epochs=args.epochs, batch_size=args.batch_size, early_stopping_patience=args.early_stopping,
-        seed=args.seed, fraction=args.fraction, dense_lr=args.dense_lr if args.dense_lr is not None else DENSE_LR,
+    config = ProdTrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, early_stopping_patience=args.early_stopping, seed=args.seed,
+        fraction=args.fraction, dense_lr=args.dense_lr if args.dense_lr is not None else DENSE_LR,
         table_lr=args.table_lr, checkpoint_every=args.checkpoint_every, on_nan=args.on_nan,
-        progress=not args.no_progress, resume=args.resume, stop_at_step=args.stop_at_step,
+        **({"max_loss": args.max_loss} if args.max_loss is not None else {}),
+        progress=not args.no_progress,
     )
+    common = dict(out_dir=args.out, config=config, resume=args.resume, stop_at_step=args.stop_at_step)
     env = init_distributed()
     try:
         try:

@@ -26,10 +26,11 @@ _FIELDS = ("model", "kind", "status", "epochs", "steps", "val_logloss", "val_auc
 def train_final(cfg: FinalConfig, run_dir: Path, exported: list[Path], data_dir: Path, env: Any,
                 progress: bool = True) -> list[dict[str, Any]]:
     """Trains ``exported[:cfg.top]`` and ``cfg.baselines`` (collective); returns one row each."""
-    from recnas.export import train_baseline, train_export
+    from recnas.export import ProdTrainConfig, train_baseline, train_export
 
-    common = dict(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, fraction=cfg.fraction,
-                  dense_lr=cfg.dense_lr, table_lr=cfg.table_lr, progress=progress, resume=True)
+    config = ProdTrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, fraction=cfg.fraction,
+                             dense_lr=cfg.dense_lr, table_lr=cfg.table_lr, progress=progress)
+    common = dict(config=config, resume=True)
     rows: list[dict[str, Any]] = []
     jobs: list[tuple[str, str, Any]] = [(f"searched #{i}", "search", p) for i, p in enumerate(exported[: cfg.top], 1)]
     jobs += [(b, "baseline", b) for b in cfg.baselines]
