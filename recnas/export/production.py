@@ -71,10 +71,10 @@ MODEL_DIR = "model"
 TRAIN_DIR = "train"
 
 # Settings that may change between a run and its resumption: progress and checkpoint_every do not
-# change the result; max_loss is free as in the trainer (recnas.train.trainer._RESUME_FREE), so a run
-# stopped by the divergence guard can be resumed with a higher one (run.json files written before
-# max_loss existed lack the field, which this also allows).
-_RESUME_FREE = frozenset({"progress", "checkpoint_every", "max_loss"})
+# change the result; on_nan and max_loss are free as in the trainer (recnas.train.trainer._RESUME_FREE),
+# so a run stopped by a NaN or by the divergence guard can be resumed with on_nan 'skip' or a higher
+# max_loss (run.json files written before max_loss existed lack the field, which this also allows).
+_RESUME_FREE = frozenset({"progress", "checkpoint_every", "on_nan", "max_loss"})
 
 
 @dataclass(frozen=True)
