@@ -82,6 +82,30 @@ def test_lr_factor_ramps_linearly_then_decays_by_cosine() -> None:
     assert lr_factor(total, total, 0.1) == pytest.approx(0.0)
 
 
+def test_constant_schedule_ramps_then_holds_and_bad_schedules_are_rejected() -> None:
+    f = [lr_factor(s, 50, 0.2, "constant") for s in range(50)]
+    assert f[:10] == pytest.approx([(s + 1) / 10 for s in range(10)]) and f[10:] == [1.0] * 40
+    assert [lr_factor(s, 50, 0.0, "constant") for s in range(50)] == [1.0] * 50
+    with pytest.raises(ValueError, match="linear"):
+        lr_factor(0, 10, 0.1, "linear")
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="step")
+    with pytest.raises(ValueError, match="lr_warmup"):
+        TrainConfig(lr_warmup=1.0)
+
+
+def test_scheduled_training_resumes_exactly_and_differs_from_constant(synthetic: Path, tmp_path: Path) -> None:
+    fm, train_l, _ = loaders(synthetic)
+    build = lambda d: CTRModel(fm, SPEC, device=d)  # noqa: E731
+    cfg = TrainConfig(max_steps=10, lr_schedule="cosine", lr_warmup=0.3, checkpoint_every=5, progress=False)
+    full = train(build, train_l, config=cfg, out_dir=tmp_path / "a")
+    train(build, train_l, config=cfg, out_dir=tmp_path / "b", stop_at_step=6)
+    rest = train(build, train_l, config=cfg, out_dir=tmp_path / "b")
+    assert rest.losses == full.losses[6:]  # the schedule is a function of the step, not the segment
+    const = train(build, train_l, config=TrainConfig(max_steps=10, progress=False), out_dir=tmp_path / "c")
+    assert const.losses[0] == full.losses[0] and const.losses[1] != full.losses[1]  # the ramp slowed step 1
+
+
 def test_full_path_probability_falls_from_one_to_zero() -> None:
     p = [full_path_probability(s, 20) for s in range(30)]
     assert p[0] == 1.0 and p[10] == pytest.approx(0.5) and p[20] == 0.0 and max(p[20:]) == 0.0

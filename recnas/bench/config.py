@@ -64,6 +64,8 @@ class TrainSection:
         batch_size: training batch size.
         fraction: fraction of the training split used (1 = all of it).
         dense_lr, table_lr: Adagrad lr of the dense weights / row-wise Adagrad lr of the tables.
+        lr_schedule, lr_warmup: the trainer's lr schedule (``constant`` or ``cosine``) and the
+            fraction of steps with a linear ramp (see ``recnas.train.TrainConfig``).
         seeds: training seeds (model init and shuffle order); at least two, for the noise ceiling.
         eval_batch_size: batch size of the validation/test evaluation.
         checkpoint_every: checkpoint a run every K steps, so a killed build resumes inside a run
@@ -82,6 +84,8 @@ class TrainSection:
     batch_size: int = 256
     fraction: float = 1.0
     dense_lr: float = DENSE_LR
+    lr_schedule: str = "constant"
+    lr_warmup: float = 0.0
     table_lr: float = 0.12
     seeds: tuple[int, ...] = (0, 1)
     eval_batch_size: int = 4096
@@ -345,4 +349,8 @@ def build_signature(cfg: BenchConfig) -> dict[str, Any]:
     train = to_dict(cfg.train)
     for k in ("checkpoint_every", "threads", "workers", "seeds"):
         train.pop(k)
+    # keys added later enter only when set, so tables built before them keep their signature
+    for k, default in (("lr_schedule", "constant"), ("lr_warmup", 0.0)):
+        if train.get(k) == default:
+            train.pop(k)
     return {"data": data, "space": cfg.space, "sample_seed": cfg.sample_seed, "train": train}

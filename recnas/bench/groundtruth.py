@@ -160,6 +160,7 @@ def _train_one(cfg: BenchConfig, d: _Data, spec: ArchSpec, seed: int, run_dir: P
     test_loader = ParquetBatchLoader(d.splits["test"], fm, batch_size=t.eval_batch_size)
     config = TrainConfig(
         epochs=t.epochs, max_steps=t.max_steps, dense_lr=t.dense_lr, table_lr=t.table_lr, seed=seed,
+        lr_schedule=t.lr_schedule, lr_warmup=t.lr_warmup,
         checkpoint_every=t.checkpoint_every, keep_checkpoints=1, progress=False,
     )
     describe = {"spec": spec.to_dict(), "spec_key": spec.key(), "data": str(d.data_dir), "seed": seed}

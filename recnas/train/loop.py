@@ -34,6 +34,8 @@ __all__ = [
     "describe_bad_loss",
     "evaluate",
     "set_lr",
+    "lr_factor",
+    "LR_SCHEDULES",
     "epoch_batches",
     "Progress",
     "ON_NAN",
@@ -75,6 +77,23 @@ class EvalResult:
     def baseline_logloss(self) -> float:
         p = min(max(self.label_rate, 1e-12), 1 - 1e-12)
         return -(p * math.log(p) + (1 - p) * math.log(1 - p))
+
+
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(step: int, total: int, warmup_fraction: float, schedule: str = "cosine") -> float:
+    """Multiplier of the peak lr at 0-based ``step`` of ``total``: a linear ramp over the first
+    ``warmup_fraction`` of the steps, then ``"cosine"`` decay to 0 at ``total`` or ``"constant"``."""
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr schedule: expected one of {LR_SCHEDULES}, got {schedule!r}")
+    warm = max(1, round(warmup_fraction * total)) if warmup_fraction > 0 else 0
+    if step < warm:
+        return (step + 1) / warm
+    if schedule == "constant":
+        return 1.0
+    span = max(1, total - warm)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warm) / span)))
 
 
 def set_lr(optimizer: Any, factor: float) -> None:

@@ -44,8 +44,11 @@ from recnas.train.loop import (
     NonFiniteLossError,
     Progress,
     epoch_batches,
+    LR_SCHEDULES,
     describe_bad_loss,
     evaluate,
+    lr_factor,
+    set_lr,
     train_step,
 )
 
@@ -81,6 +84,11 @@ class TrainConfig:
         dense_lr: Adagrad lr of the dense parameters (see ``DENSE_LR``).
         table_lr: fused row-wise Adagrad lr of the embedding tables (NASRec: 0.12).
         eps: Adagrad epsilon of both (NASRec: 1e-2).
+        lr_schedule: ``"constant"`` or ``"cosine"`` (decay to 0 at the last step; NASRec's), after
+            the ramp. A decaying lr makes the final weights less dependent on the last batches.
+        lr_warmup: fraction of the steps with a linear lr ramp from ``lr / n`` to ``lr`` (0: none).
+            Adagrad's first steps move every weight by about the lr whatever its gradient's size,
+            which a ramp tames.
         seed: seeds the model initialisation (torch) on every rank.
         checkpoint_every: save every K steps (0: only at the end and on a bad loss).
         keep_checkpoints: complete checkpoints kept on disk.
@@ -97,6 +105,8 @@ class TrainConfig:
     dense_lr: float = DENSE_LR
     table_lr: float = 0.12
     eps: float = 1e-2
+    lr_schedule: str = "constant"
+    lr_warmup: float = 0.0
     seed: int = 0
     checkpoint_every: int = 0
     keep_checkpoints: int = 2
@@ -109,6 +119,10 @@ class TrainConfig:
             raise ValueError(f"on_nan: expected one of {ON_NAN}, got {self.on_nan!r}")
         if self.epochs < 1 and self.max_steps < 1:
             raise ValueError("epochs or max_steps must be positive")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule: expected one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if not 0.0 <= self.lr_warmup < 1.0:
+            raise ValueError(f"lr_warmup must be in [0, 1), got {self.lr_warmup}")
         for name in ("dense_lr", "table_lr", "eps", "max_loss"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -232,6 +246,7 @@ def train(
 
     batch_size = None
     losses: list[float] = []
+    scheduled = config.lr_schedule != "constant" or config.lr_warmup > 0
     progress = Progress(total, step, 0, config.progress and env.is_main, desc="train")
     t0 = time.perf_counter()
     start_step = step
@@ -240,6 +255,8 @@ def train(
         for i, batch in epoch_batches(train_loader, epoch, batch_in_epoch):
             batch = batch.to(env.device)
             batch_size = batch_size or batch.labels.numel()
+            if scheduled:
+                set_lr(optimizer, lr_factor(step, total, config.lr_warmup, config.lr_schedule))
             loss, applied = train_step(model, optimizer, batch, env, _forward, config.max_loss)
             if not applied:
                 if config.on_nan == "raise":

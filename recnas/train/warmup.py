@@ -51,6 +51,7 @@ from recnas.train.loop import (
     Progress,
     describe_bad_loss,
     epoch_batches,
+    lr_factor,
     set_lr,
     train_step,
 )
@@ -147,16 +148,6 @@ class WarmupResult:
     samples_per_s: float
     losses: tuple[float, ...] = field(repr=False)
     supernet_dir: str | None
-
-
-def lr_factor(step: int, total: int, warmup_fraction: float) -> float:
-    """Multiplier of the peak lr at 0-based ``step`` of ``total``: linear ramp over the first
-    ``warmup_fraction`` of the steps, then cosine decay to 0 at ``total``."""
-    warm = max(1, round(warmup_fraction * total)) if warmup_fraction > 0 else 0
-    if step < warm:
-        return (step + 1) / warm
-    span = max(1, total - warm)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warm) / span)))
 
 
 def full_path_probability(step: int, full_path_steps: int) -> float:
