@@ -39,6 +39,8 @@ class DataConfig:
         synth_rows: if > 0 (and no ``raw``/``prepared``), synthesise this many rows.
         synth_seed: seed of the synthetic data's hidden teacher and rows.
         synth_like: a raw sample whose missing rates / skew / label rate the synthesiser fits.
+        synth_interaction_rows: the synthetic teacher's interaction vocabulary per field
+            (``recnas.data.synth.Teacher``; default 1,000).
         hash_size: hash categories into this many ids per feature (NASRec protocol) ...
         min_count: ... or keep values seen at least this often in train (BARS protocol).
         dense_transform: ``log1p`` (NASRec) or ``log2sq_bucket`` (BARS).
@@ -54,6 +56,7 @@ class DataConfig:
     synth_rows: int = 0
     synth_seed: int = 0
     synth_like: str | None = None
+    synth_interaction_rows: int = 1000
     hash_size: int | None = 100_000
     min_count: int | None = None
     dense_transform: str = "log1p"
@@ -76,6 +79,8 @@ class DataConfig:
             raise ValueError("data: set exactly one of 'hash_size' and 'min_count' (the other to null)")
         if self.on_bad_row not in ("error", "skip"):
             raise ValueError(f"data.on_bad_row: expected 'error' or 'skip', got {self.on_bad_row!r}")
+        if self.synth_interaction_rows < 1:
+            raise ValueError(f"data.synth_interaction_rows must be >= 1, got {self.synth_interaction_rows}")
 
 
 def _expand(p: str) -> Path:
@@ -85,6 +90,8 @@ def _expand(p: str) -> Path:
 def _cache_key(cfg: DataConfig, raw: list[Path]) -> str:
     d = asdict(cfg)
     d.pop("cache")
+    if d["synth_interaction_rows"] == 1000:  # added later: the default keeps existing cache keys
+        d.pop("synth_interaction_rows")
     d["raw_files"] = [[str(p.resolve()), p.stat().st_size, int(p.stat().st_mtime)] for p in raw]
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -115,7 +122,8 @@ def resolve_data(cfg: DataConfig, progress: bool = True) -> Path:
         raw_file.parent.mkdir()
         if progress:
             print(f"recnas: synthesising {cfg.synth_rows:,} {cfg.format} rows", file=sys.stderr)
-        synth(cfg.format, cfg.synth_rows, raw_file, like=cfg.synth_like, seed=cfg.synth_seed, progress=progress)
+        synth(cfg.format, cfg.synth_rows, raw_file, like=cfg.synth_like, seed=cfg.synth_seed,
+              interaction_rows=cfg.synth_interaction_rows, progress=progress)
         raw = [raw_file]
     if progress:
         print(f"recnas: preparing {', '.join(map(str, raw))} -> {out}", file=sys.stderr)

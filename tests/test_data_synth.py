@@ -126,3 +126,41 @@ def test_bad_arguments(tmp_path):
         synth("criteo-1tb", 10, tmp_path / "x")
     with pytest.raises(ValueError, match="rows"):
         synth("criteo", 0, tmp_path / "x")
+
+
+def test_interaction_rows_sets_which_values_carry_interactions():
+    """Values ranked beyond ``interaction_rows`` share the teacher's "rare" interaction row, so two
+    rows that differ only there get the same pairwise and higher-order terms (not the same first order)."""
+    prof = default_profile("criteo")
+    teacher = Teacher(prof, seed=0, interaction_rows=5)
+    assert teacher.v.shape[1] == teacher.u.shape[1] == 5 + 2
+    ranks, dense, _, _ = generate(prof, teacher, seed=0, chunk=0, n=64)
+    j = int(teacher.pair_fields[0])
+    a, b = ranks.copy(), ranks.copy()
+    a[j], b[j] = 7, 9  # both rarer than the 5 interaction values
+    ta, tb = teacher.terms(a, dense), teacher.terms(b, dense)
+    np.testing.assert_allclose(ta[1:], tb[1:])
+    assert not np.allclose(ta[0], tb[0])
+    c = ranks.copy()
+    c[j] = 2  # one of the 5: its own interaction embedding
+    assert not np.allclose(teacher.terms(c, dense)[1], ta[1])
+    with pytest.raises(ValueError, match="interaction_rows"):
+        Teacher(prof, seed=0, interaction_rows=0)
+    # the default is unchanged: the same labels as before the option existed
+    assert np.array_equal(Teacher(prof, seed=0).v, Teacher(prof, seed=0, interaction_rows=1000).v)
+
+
+def test_synth_cli_interaction_rows_changes_the_labels(tmp_path):
+    import subprocess
+    import sys
+
+    outs = []
+    for k in ("1000", "10"):
+        out = tmp_path / f"k{k}.txt"
+        subprocess.run([sys.executable, "-m", "recnas", "data", "synth", "--format", "criteo", "--rows", "3000",
+                        "--out", str(out), "--quiet", "--interaction-rows", k], check=True)
+        outs.append(read_criteo(out))
+    default = read_criteo(synth("criteo", 3000, tmp_path / "api.txt", seed=0, progress=False))
+    assert outs[0].equals(default)  # the CLI default is the API default
+    assert outs[0].drop(columns="label").equals(outs[1].drop(columns="label"))  # same features
+    assert not outs[0]["label"].equals(outs[1]["label"])  # other teacher, other labels

@@ -52,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ps.add_argument("--out", required=True, metavar="FILE", help="output file (.gz to compress)")
     ps.add_argument("--like", metavar="SAMPLE", help="raw sample whose marginals and label rate are fitted")
     ps.add_argument("--seed", type=int, default=0)
+    ps.add_argument("--interaction-rows", type=int, default=1000, metavar="K",
+                    help="the teacher's interaction vocabulary: each field's K most frequent values carry "
+                         "their own interaction embedding (default 1000; fewer = learnable from fewer rows)")
     ps.add_argument("--quiet", action="store_true")
     ps.set_defaults(func=_synth)
 
@@ -86,7 +89,8 @@ def _prepare(args: argparse.Namespace) -> int:
 def _synth(args: argparse.Namespace) -> int:
     from recnas.data.synth import synth
 
-    out = synth(args.format, args.rows, args.out, like=args.like, seed=args.seed, progress=not args.quiet)
+    out = synth(args.format, args.rows, args.out, like=args.like, seed=args.seed,
+                interaction_rows=args.interaction_rows, progress=not args.quiet)
     print(f"wrote {args.rows:,} synthetic {args.format} rows to {out}")
     return 0
 
