@@ -25,8 +25,14 @@ _FIELDS = ("model", "kind", "status", "epochs", "steps", "val_logloss", "val_auc
 
 def train_final(cfg: FinalConfig, run_dir: Path, exported: list[Path], data_dir: Path, env: Any,
                 progress: bool = True) -> list[dict[str, Any]]:
-    """Trains ``exported[:cfg.top]`` and ``cfg.baselines`` (collective); returns one row each."""
+    """Trains ``exported[:cfg.top]`` and ``cfg.baselines`` (collective); returns one row each.
+
+    A model whose training diverges (NaN loss, or one above the trainer's ``max_loss``) gets a row
+    with status ``diverged`` and no metrics, and the others still train: one unstable baseline must
+    not cost the whole comparison. Its run folder keeps the checkpoint from before the bad step.
+    """
     from recnas.export import ProdTrainConfig, train_baseline, train_export
+    from recnas.train.loop import NonFiniteLossError
 
     config = ProdTrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, fraction=cfg.fraction,
                              dense_lr=cfg.dense_lr, table_lr=cfg.table_lr, progress=progress)
@@ -37,12 +43,20 @@ def train_final(cfg: FinalConfig, run_dir: Path, exported: list[Path], data_dir:
     for name, kind, what in jobs:
         if progress and env.is_main:
             print(f"recnas search: final training of {name} ({cfg.epochs} epoch(s))", file=sys.stderr)
-        if kind == "search":
-            out = run_dir / "final" / Path(what).name
-            r = train_export(Path(what), data_dir, out_dir=out, init=cfg.init, **common)
-        else:
-            out = run_dir / "final" / f"baseline-{what}"
-            r = train_baseline(what, data_dir, out_dir=out, **common)
+        try:
+            if kind == "search":
+                out = run_dir / "final" / Path(what).name
+                r = train_export(Path(what), data_dir, out_dir=out, init=cfg.init, **common)
+            else:
+                out = run_dir / "final" / f"baseline-{what}"
+                r = train_baseline(what, data_dir, out_dir=out, **common)
+        except NonFiniteLossError as e:
+            if env.is_main:
+                print(f"recnas search: {name} diverged and is reported without metrics: {e}", file=sys.stderr)
+            rows.append({"model": name, "kind": kind, "status": "diverged", "epochs": 0, "steps": e.step,
+                         **{k: float("nan") for k in ("val_logloss", "val_auc", "test_logloss", "test_auc")},
+                         "params": None, "flops_per_example": None})
+            continue
         b = r.best
         rows.append({
             "model": f"{name} ({r.name})" if kind == "search" else name,
@@ -70,7 +84,7 @@ def format_final(rows: list[dict[str, Any]]) -> str:
     """A plain-text comparison table (the demo prints it)."""
     head = ("model", "test logloss", "test AUC", "val logloss", "val AUC", "params", "steps")
     body = [
-        (r["model"], f"{r['test_logloss']:.5f}", f"{r['test_auc']:.4f}", f"{r['val_logloss']:.5f}",
+        (r["model"] + ("" if r["status"] == "completed" else f" [{r['status']}]"), f"{r['test_logloss']:.5f}", f"{r['test_auc']:.4f}", f"{r['val_logloss']:.5f}",
          f"{r['val_auc']:.4f}", f"{r['params']:,}" if r["params"] is not None else "-", str(r["steps"]))
         for r in rows
     ]
