@@ -20,6 +20,7 @@ __all__ = ["register", "run_train"]
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from recnas.export.names import BASELINE_SPACE, BASELINES
+    from recnas.train.cli import add_bad_loss_args
 
     p = subparsers.add_parser(
         "train", help="train an exported architecture (or a baseline) on prepared data",
@@ -44,12 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--stop-at-step", type=int, default=None, metavar="N",
                    help="checkpoint and exit after N steps (continue with --resume)")
-    p.add_argument("--on-nan", choices=("raise", "skip"), default="raise",
-                   help="NaN/inf loss, or one above --max-loss: stop with a resumable checkpoint (default) "
-                        "or skip the step and count it")
-    p.add_argument("--max-loss", type=float, default=None,
-                   help="divergence guard: a batch log loss above this is handled like a NaN "
-                        "(default: recnas.train.trainer.MAX_LOSS, 10; may change on --resume)")
+    add_bad_loss_args(p, note="; both may change on --resume")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     p.set_defaults(func=run_train)
 

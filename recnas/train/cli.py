@@ -11,7 +11,7 @@ import sys
 import warnings
 from pathlib import Path
 
-__all__ = ["register", "quiet_libraries", "check_out_dir", "add_common_training_args", "set_threads"]
+__all__ = ["register", "quiet_libraries", "check_out_dir", "add_common_training_args", "add_bad_loss_args", "set_threads"]
 
 
 def quiet_libraries() -> None:
@@ -34,6 +34,16 @@ def check_out_dir(out: Path, resume: bool) -> None:
         )
 
 
+def add_bad_loss_args(p: argparse.ArgumentParser, note: str = "") -> None:
+    """``--on-nan`` and ``--max-loss`` (the divergence guard), shared by every training command."""
+    p.add_argument("--on-nan", choices=("raise", "skip"), default="raise",
+                   help="NaN/inf loss, or one above --max-loss: stop with a resumable checkpoint (default) "
+                        "or skip the step and count it")
+    p.add_argument("--max-loss", type=float, default=None,
+                   help="divergence guard: a batch log loss above this is handled like a NaN "
+                        f"(default: recnas.train.trainer.MAX_LOSS, 10{note})")
+
+
 def add_common_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, type=Path, help="prepared dataset directory (recnas data prepare)")
     p.add_argument("--out", required=True, type=Path, help="run directory (checkpoints, results)")
@@ -45,12 +55,7 @@ def add_common_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     p.add_argument("--stop-at-step", type=int, default=None, metavar="N",
                    help="save a checkpoint and exit after N steps (continue later with --resume)")
-    p.add_argument("--on-nan", choices=("raise", "skip"), default="raise",
-                   help="NaN/inf loss, or one above --max-loss: stop with a resumable checkpoint (default) "
-                        "or skip the step and count it")
-    p.add_argument("--max-loss", type=float, default=None,
-                   help="divergence guard: a batch log loss above this is handled like a NaN "
-                        "(default: recnas.train.trainer.MAX_LOSS, 10)")
+    add_bad_loss_args(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads per process (default: torch's; use 1 on a busy machine, "
