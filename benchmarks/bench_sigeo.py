@@ -8,6 +8,8 @@ feature map (13 dense, 26 sparse features, synthetic ids), this times:
   (the embedding lookups are shared by all candidates and timed once, separately);
 - ``sigeo_rows`` (with ``--rows``): the same with ``embeddings="rows"``;
 - ``extract``: ``supernet.extract_dense(spec)`` alone (part of ``sigeo``);
+- ``fwd_bwd_x4``: the floor of any per-minibatch gradient proxy: ``--batches`` plain forward +
+  backward passes of the candidate's extracted dense part on the same inputs, nothing else;
 - ``train_step``: one Adagrad step (forward + backward + optimizer, tables included) of the
   standalone ``CTRModel`` of the same spec on one ``--batch``-row batch (the reference).
 
@@ -82,7 +84,7 @@ def main() -> None:
     specs = [space.sample(rng) for _ in range(args.warmup + args.candidates)]
     sigeo, sigeo_rows = SiGeo(), SiGeo(embeddings="rows")
     train_batch = batches[0].to(device)
-    kinds = ["sigeo", *(["sigeo_rows"] if args.rows else []), "extract", "train_step"]
+    kinds = ["sigeo", *(["sigeo_rows"] if args.rows else []), "extract", "fwd_bwd_x4", "train_step"]
     rows: dict[str, list[float]] = {k: [] for k in kinds}
     n_params: list[int] = []
     for i, spec in enumerate(specs):
@@ -97,7 +99,15 @@ def main() -> None:
             opt.step()
 
         step()  # first step allocates optimizer state; time the second
+        cand = ctx.candidate(spec)
+
+        def fwd_bwd() -> None:
+            for cb in cand.batches:
+                logits = cand.module(cb.dense, cb.emb)
+                torch.nn.functional.binary_cross_entropy_with_logits(logits, cb.labels).backward()
+
         t = {
+            "fwd_bwd_x4": timed(fwd_bwd, device),
             "train_step": timed(step, device),
             "extract": timed(lambda: supernet.extract_dense(spec), device),
             "sigeo": timed(lambda: sigeo.score([spec], ctx), device),

@@ -6,6 +6,11 @@ with the same data: 26 tables x ``--rows`` ids x dim 16, 13 dense features, batc
 (pre-generated; generation is not timed). Each model runs in its own subprocess so that its peak RSS
 is its own. Goals (issue 3): warm-up >= 0.5x the DLRM rate, standalone >= 0.8x.
 
+Two DLRM references: the usual one (bottom 512-256-16, top 512-256-1, ~0.93 MFLOP/example) and one
+whose top MLP is widened until its FLOPs/example equal the mean FLOPs of the warm-up's random
+NASRec-Small subnets (~4.9 MFLOP, 5x the first): the first answers "how much slower than a DLRM is a
+warm-up step", the second "how much of that is the size of the subnets, and how much our overhead".
+
     .venv/bin/python benchmarks/bench_train.py              # ~2 minutes on 2 CPU cores
     .venv/bin/python benchmarks/bench_train.py --steps 60 --rows 100000 --threads 1
 
@@ -26,7 +31,8 @@ import sys
 import tempfile
 import time
 
-MODELS = ("dlrm", "warmup", "standalone")
+MODELS = ("dlrm", "dlrm_flops", "warmup", "standalone")
+DLRM_BOTTOM, DLRM_TOP = [512, 256, 16], [512, 256, 1]
 
 
 def _feature_map(rows: int):
@@ -60,6 +66,13 @@ def dlrm_flops_per_example(num_dense: int, num_sparse: int, e: int, bottom: list
     for w in top:
         macs, width = macs + width * w, w
     return 2 * macs
+
+
+def flops_matched_top(target: float) -> list[int]:
+    """Top MLP ``[w, w // 2, 1]`` of a DLRM (same bottom MLP) whose FLOPs/example come closest to
+    ``target`` -- a reference of the warm-up's own size."""
+    w = min(range(16, 8192, 8), key=lambda w: abs(dlrm_flops_per_example(13, 26, 16, DLRM_BOTTOM, [w, w // 2, 1]) - target))
+    return [w, w // 2, 1]
 
 
 def mean_subnet_flops(fm, space, n: int = 50) -> float:
@@ -106,9 +119,11 @@ def run_one(model: str, steps: int, warm: int, rows: int, batch_size: int) -> di
             out["full_path_steps"] = r.full_path_steps
             out["flops_per_example"] = mean_subnet_flops(fm, space)
         else:
-            if model == "dlrm":
-                build = lambda dev: DLRMBaseline(fm, 16, [512, 256, 16], [512, 256, 1], device=dev)  # noqa: E731
-                out["flops_per_example"] = dlrm_flops_per_example(13, 26, 16, [512, 256, 16], [512, 256, 1])
+            if model in ("dlrm", "dlrm_flops"):
+                top = DLRM_TOP if model == "dlrm" else flops_matched_top(mean_subnet_flops(fm, space))
+                build = lambda dev: DLRMBaseline(fm, 16, DLRM_BOTTOM, top, device=dev)  # noqa: E731
+                out["flops_per_example"] = dlrm_flops_per_example(13, 26, 16, DLRM_BOTTOM, top)
+                out["top"] = top
             else:
                 spec = dlrm_like(space)
                 build = lambda dev: CTRModel(fm, spec, device=dev)  # noqa: E731
@@ -138,8 +153,9 @@ def build_meta(model: str, fm, space):
     from recnas.train.baselines import DLRMBaseline
 
     meta = torch.device("meta")
-    if model == "dlrm":
-        return DLRMBaseline(fm, 16, [512, 256, 16], [512, 256, 1], device=meta)
+    if model in ("dlrm", "dlrm_flops"):
+        top = DLRM_TOP if model == "dlrm" else flops_matched_top(mean_subnet_flops(fm, space))
+        return DLRMBaseline(fm, 16, DLRM_BOTTOM, top, device=meta)
     if model == "warmup":
         return Supernet(fm, space, device=meta)
     return CTRModel(fm, dlrm_like(space), device=meta)
@@ -229,10 +245,11 @@ def main() -> int:
           f"{'GFLOP/s':>9}{'peak RSS MB':>13}")
     names = {
         "dlrm": "TorchRec DLRM (reference)",
+        "dlrm_flops": "TorchRec DLRM, warm-up's FLOPs",
         "warmup": "supernet warm-up (nasrec_small)",
         "standalone": "CTRModel dlrm_like(nasrec_small)",
     }
-    goals = {"dlrm": "", "warmup": ">=0.5", "standalone": ">=0.8"}
+    goals = {"dlrm": "", "dlrm_flops": "", "warmup": ">=0.5", "standalone": ">=0.8"}
     for model in MODELS:
         r = results[model]
         ratio = r["samples_per_s"] / ref
@@ -240,6 +257,11 @@ def main() -> int:
         print(f"{names[model]:<34}{r['samples_per_s']:>12,.0f}{ratio:>9.2f}x{goals[model]:>8}"
               f"{r['dense_params']:>14,}{mflop:>10.2f}{mflop * r['samples_per_s'] / 1e3:>9.1f}"
               f"{r['peak_rss_mb']:>13,.0f}")
+    same = results["dlrm_flops"]
+    print(f"TorchRec DLRM, warm-up's FLOPs: top MLP {same['top']}; the warm-up runs at "
+          f"{results['warmup']['samples_per_s'] / same['samples_per_s']:.2f}x its rate (same FLOPs/example), the "
+          f"standalone model at {results['standalone']['samples_per_s'] / ref:.2f}x DLRM's rate and "
+          f"{(results['standalone']['samples_per_s'] * results['standalone']['flops_per_example']) / (ref * results['dlrm']['flops_per_example']):.2f}x its FLOP/s")
     if "full_path_steps" in results["warmup"]:
         print(f"warm-up: {results['warmup']['full_path_steps']} of {args.warmup_steps} timed steps trained the full path "
               "(p falls 1 -> 0 over the first 20 % of the run)")
