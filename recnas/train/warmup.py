@@ -83,7 +83,10 @@ class WarmupConfig:
     Attributes:
         epochs: passes over the (fractional) training loader; ignored when ``max_steps > 0``.
         max_steps: stop after this many steps (0: ``epochs * len(loader)``).
-        lr: peak Adagrad lr of the dense weights (NASRec: 0.12).
+        lr: peak Adagrad lr of the dense weights (NASRec: 0.12, tuned for ~70k steps with a 7k-step
+            ramp). Short warm-ups need less: Adagrad's early steps move every weight by about the
+            lr, and in 60-step NASRec-Small warm-ups (batch 256) the median training loss was
+            1.9-2.2 at 0.12, 0.94-0.97 at 0.04 and 0.59 at 0.01; the shipped pipelines use 0.01.
         table_lr: peak fused row-wise Adagrad lr of the tables (NASRec: 0.12).
         eps: Adagrad epsilon (NASRec: 1e-2).
         lr_warmup: fraction of the steps with a linear lr ramp before the cosine decay.
