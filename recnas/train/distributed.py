@@ -21,6 +21,7 @@ Example (single process)::
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -262,7 +263,7 @@ def make_optimizer(
     return CombinedOptimizer(opts)
 
 
-def dense_adagrad(params: Any, lr: float, eps: float) -> torch.optim.Adagrad:
+def dense_adagrad(params: Iterable[torch.Tensor], lr: float, eps: float) -> torch.optim.Adagrad:
     """``torch.optim.Adagrad`` with its fused kernel (one pass over each tensor) where the device
     supports it, else the default multi-tensor one: same update rule, same state keys.
 
@@ -270,8 +271,7 @@ def dense_adagrad(params: Any, lr: float, eps: float) -> torch.optim.Adagrad:
     dense part): 0.54 s per step with ``foreach``, 0.41 s with a for loop, 0.06 s fused.
     """
     params = list(params)
-    devices = {p.device.type for p in (q for g in params for q in (g["params"] if isinstance(g, dict) else [g]))}
-    if devices <= {"cpu", "cuda"}:
+    if {p.device.type for p in params} <= {"cpu", "cuda"}:
         return torch.optim.Adagrad(params, lr=lr, eps=eps, fused=True)
     return torch.optim.Adagrad(params, lr=lr, eps=eps)
 

@@ -116,10 +116,13 @@ def loss_ok(loss: float, max_loss: float) -> bool:
 
 
 def describe_bad_loss(loss: float, max_loss: float) -> str:
-    """``"non-finite (nan)"`` or ``"diverged (3.2e+05 > max_loss 100)"``, for error messages."""
+    """``"non-finite (nan)"`` or ``"diverged (3.2e+05 > max_loss 100)"``, for error messages; a
+    loss that is fine here was bad on another rank (every rank stops or skips together)."""
     if not math.isfinite(loss):
         return f"non-finite ({loss})"
-    return f"diverged ({loss:.4g} > max_loss {max_loss:g})"
+    if loss > max_loss:
+        return f"diverged ({loss:.4g} > max_loss {max_loss:g})"
+    return f"non-finite or above max_loss {max_loss:g} on another rank (here {loss:.4g})"
 
 
 def train_step(
