@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     quiet_libraries()
     from recnas.search.config import load_pipeline
     from recnas.search.final import format_final
+    from recnas.search.journal import JournalError
     from recnas.search.runner import run_search
     from recnas.train.distributed import init_distributed, shutdown_distributed
 
@@ -52,7 +53,19 @@ def run(args: argparse.Namespace) -> int:
             print(f"recnas demo: {cfg.data.synth_rows:,} synthetic Criteo rows, space {cfg.space}, "
                   f"{cfg.estimator.name} + {cfg.search.strategy} ({cfg.search.budget} candidates) -> {cfg.output}",
                   file=sys.stderr)
-        result = run_search(cfg, progress=not args.no_progress, env=env)
+        try:
+            result = run_search(cfg, progress=not args.no_progress, env=env)
+        except JournalError as e:
+            if env.world_size > 1 or "different configuration" not in str(e):
+                raise
+            # The demo's own folder holds a run of other settings (or of an older recnas): keep it
+            # under a new name and run the demo afresh, so the built-in job always runs.
+            old = Path(cfg.output).expanduser()
+            kept = old.with_name(f"{old.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+            old.rename(kept)
+            print(f"recnas demo: {old} held a run of other settings ({e}); moved it to {kept} and "
+                  "starting afresh", file=sys.stderr)
+            result = run_search(cfg, progress=not args.no_progress, env=env)
         if env.is_main:
             best = result.best(1)[0]
             print()

@@ -21,6 +21,7 @@ import shutil
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = ["DataConfig", "resolve_data"]
 
@@ -82,16 +83,29 @@ class DataConfig:
         if self.synth_interaction_rows < 1:
             raise ValueError(f"data.synth_interaction_rows must be >= 1, got {self.synth_interaction_rows}")
 
+    def identity(self) -> dict[str, Any]:
+        """The fields that decide the prepared data, as a dict: what cache keys, search journals and
+        benchmark signatures pin. ``cache`` (where, not what) is left out, and so is a field added
+        after data was first cached while it holds its default, so that data, journals and ground
+        truths made before the field existed stay valid."""
+        d = asdict(self)
+        d.pop("cache")
+        for k, default in _LATER_FIELDS.items():
+            if d[k] == default:
+                d.pop(k)
+        return d
+
+
+# Fields added after the first release, with the default that reproduces the earlier behaviour.
+_LATER_FIELDS = {"synth_interaction_rows": 1000}
+
 
 def _expand(p: str) -> Path:
     return Path(os.path.expandvars(os.path.expanduser(p)))
 
 
 def _cache_key(cfg: DataConfig, raw: list[Path]) -> str:
-    d = asdict(cfg)
-    d.pop("cache")
-    if d["synth_interaction_rows"] == 1000:  # added later: the default keeps existing cache keys
-        d.pop("synth_interaction_rows")
+    d = cfg.identity()
     d["raw_files"] = [[str(p.resolve()), p.stat().st_size, int(p.stat().st_mtime)] for p in raw]
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 

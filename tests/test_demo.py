@@ -18,6 +18,9 @@ def test_demo_smoke(tmp_path):
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(k, None)
     out = tmp_path / "demo"
+    # a run folder left by other settings (e.g. an older recnas): the demo keeps it aside and runs
+    out.mkdir()
+    (out / "journal.jsonl").write_text(json.dumps({"type": "header", "version": 1, "config": {"old": 1}}) + "\n")
     sets = [
         f"data.cache={tmp_path / 'cache'}", "data.synth_rows=3000", "data.hash_size=500",
         "space=tiny", "supernet.batch_size=128", "supernet.max_steps=6",
@@ -30,6 +33,9 @@ def test_demo_smoke(tmp_path):
         cmd += ["--set", s]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=400)
     assert r.returncode == 0, r.stderr[-4000:]
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("demo.old-")]
+    assert len(kept) == 1 and "moved it to" in r.stderr
+    assert json.loads((kept[0] / "journal.jsonl").read_text())["config"] == {"old": 1}
 
     # The printed comparison: the searched model and DLRM, each with a finite test log loss and AUC.
     lines = r.stdout.splitlines()

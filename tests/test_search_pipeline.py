@@ -244,6 +244,20 @@ def test_rerun_scores_nothing_and_other_settings_are_refused(reference, workdir)
     with pytest.raises(FileNotFoundError, match="no search to continue"):
         d["output"] = str(workdir / "nothing-here")
         run_search(load_pipeline(_write(workdir / "none.yaml", d)), resume=True, progress=False)
+    # The header pins the ops' version: candidates scored under other ops are never mixed in ...
+    lines = (result.run_dir / "journal.jsonl").read_text().splitlines()
+    header = json.loads(lines[0])
+    assert header["config"]["ops_version"] >= 2
+    # ... while keys added later are left out at their defaults, so older journals still resume.
+    assert "max_loss" not in header["config"]["supernet"] and "synth_interaction_rows" not in header["config"]["data"]
+    header["config"]["ops_version"] = 1
+    old = workdir / "old-ops"
+    old.mkdir()
+    (old / "journal.jsonl").write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    d = yaml.safe_load((result.run_dir / "pipeline.yaml").read_text())
+    d["output"] = str(old)
+    with pytest.raises(JournalError, match=r"differs at ops_version"):
+        run_search(load_pipeline(_write(workdir / "old-ops.yaml", d)), progress=False)
 
 
 def test_killed_search_resumes_to_the_same_journal(reference, workdir):

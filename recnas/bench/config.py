@@ -344,8 +344,7 @@ def _check_estimators(cfg: BenchConfig, source: str) -> None:
 def build_signature(cfg: BenchConfig) -> dict[str, Any]:
     """What a ground-truth table depends on: rows of a table built under a different signature
     cannot be mixed in (``num_archs`` may grow: sampling is prefix-stable)."""
-    data = to_dict(cfg.data)
-    data.pop("cache")
+    data = cfg.data.identity()
     train = to_dict(cfg.train)
     for k in ("checkpoint_every", "threads", "workers", "seeds"):
         train.pop(k)

@@ -48,6 +48,11 @@ __all__ = [
 ]
 
 
+#: Version of the ops' semantics (``spaces/README.md``), pinned by search journals: a run folder
+#: whose candidates were scored under other ops is refused instead of mixing the two. 1: the first
+#: release; 2: LayerNorm after every dense linear map, switch and ``efc``.
+OPS_VERSION = 2
+
 def take(w: torch.Tensor, rows: Index = None, cols: Index = None) -> torch.Tensor:
     """``w[rows][:, cols]`` for an :data:`Index` on each axis (1-D ``w``: rows only)."""
     if rows is not None:

@@ -285,16 +285,18 @@ def _check_estimator(est: EstimatorConfig, source: str) -> None:
 
 def journal_config(cfg: PipelineConfig, space: dict[str, Any]) -> dict[str, Any]:
     """What the journal header pins: everything that decides which candidates are proposed and
-    what they score. The budget, top-k, retraining, export, output folder and checkpoint cadence
+    what they score, the ops' version included. The budget, top-k, retraining, export, output folder and checkpoint cadence
     may change between a run and its continuation."""
-    data = to_dict(cfg.data)
-    data.pop("cache")
+    data = cfg.data.identity()
     supernet = to_dict(cfg.supernet)
-    supernet.pop("checkpoint_every")
-    supernet.pop("on_nan")
+    for k in ("checkpoint_every", "on_nan", "max_loss"):  # when to save / what to do with a bad step
+        supernet.pop(k)
     search = to_dict(cfg.search)
     search.pop("budget")
+    from recnas.models.ops import OPS_VERSION
+
     return {
+        "ops_version": OPS_VERSION,
         "data": data,
         "space": space,
         "supernet": supernet,
