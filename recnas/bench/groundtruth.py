@@ -96,7 +96,10 @@ def read_table(out_dir: str | os.PathLike) -> pd.DataFrame:
     p = Path(out_dir) / TABLE_FILE
     if not p.exists():
         return pd.DataFrame({c: pd.Series(dtype="object") for c in COLUMNS})
-    return pd.read_parquet(p)
+    # One open file: the build replaces the table atomically while others may read it, and a path
+    # lets pyarrow open it twice (footer, then pages), possibly across a replacement.
+    with open(p, "rb") as fh:
+        return pd.read_parquet(fh)
 
 
 def _write_table(out_dir: Path, df: pd.DataFrame) -> None:
