@@ -15,6 +15,8 @@ from recnas.models import CTRModel, SparseArch
 from recnas.models.layout import dot_fields, liveness
 from recnas.space.spec import ArchSpec, BlockSpec, SpecError
 
+from norms import ln, randomize_norms  # tests/norms.py
+
 DENSE_OPS = ["fc", "dot", "gating", "sum", "cross"]
 SPARSE_OPS = ["efc", "attention"]
 
@@ -25,25 +27,6 @@ def small_fm(num_dense: int = 3, num_sparse: int = 4) -> FeatureMap:
         dense=tuple(DenseFeature(f"I{i}") for i in range(num_dense)),
         sparse=tuple(SparseFeature(f"C{i}", 20 + 7 * i) for i in range(num_sparse)),
     )
-
-
-def ln(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """LayerNorm over the last axis written out: ``(h - mean) / sqrt(var + eps) * w + b``, h ``(..., d)``."""
-    mu = h.mean(-1, keepdim=True)
-    var = ((h - mu) ** 2).mean(-1, keepdim=True)
-    return (h - mu) / torch.sqrt(var + eps) * w + b
-
-
-def randomize_norms(module: torch.nn.Module, seed: int = 0) -> None:
-    """Give every LayerNorm weight / bias (``*norm*`` parameters) random values, so tests see them used."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if "norm" in name.rsplit(".", 1)[-1]:
-                if name.endswith("weight"):
-                    p.copy_(torch.rand(p.shape, generator=g) + 0.5)
-                else:
-                    p.copy_(torch.randn(p.shape, generator=g))
 
 
 def chain_spec(dense_op: str, sparse_op: str, e: int = 8, switches: bool = True) -> ArchSpec:

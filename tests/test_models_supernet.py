@@ -13,6 +13,8 @@ from recnas.models import CTRModel, Supernet
 from recnas.space import SearchSpace
 from recnas.space.spec import ArchSpec, BlockSpec, SpecError
 
+from norms import ln, randomize_norms  # tests/norms.py
+
 DENSE_OPS = ["fc", "dot", "gating", "sum", "cross"]
 SPARSE_OPS = ["efc", "attention"]
 
@@ -37,25 +39,6 @@ def tiny_spec(dense_op: str, sparse_op: str, e: int = 8) -> ArchSpec:
     b1 = BlockSpec(dense_op, sparse_op, 8, 4, (0, 1), (0, 1), dense_sparse_interact=True, deep_fm=True)
     b2 = BlockSpec(dense_op, sparse_op, 16, 8, (2,), (1, 2), dense_sparse_interact=True, deep_fm=True)
     return ArchSpec(embedding_dim=e, blocks=(b0, b1, b2))
-
-
-def ln(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """LayerNorm over the last axis written out: ``(h - mean) / sqrt(var + eps) * w + b``, h ``(..., d)``."""
-    mu = h.mean(-1, keepdim=True)
-    var = ((h - mu) ** 2).mean(-1, keepdim=True)
-    return (h - mu) / torch.sqrt(var + eps) * w + b
-
-
-def randomize_norms(module: torch.nn.Module, seed: int = 0) -> None:
-    """Give every LayerNorm weight / bias (``*norm*`` parameters) distinct random values."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if "norm" in name.rsplit(".", 1)[-1]:
-                if name.endswith("weight"):
-                    p.copy_(torch.rand(p.shape, generator=g) + 0.5)
-                else:
-                    p.copy_(torch.randn(p.shape, generator=g))
 
 
 def sgd_steps(net: Supernet, fm: FeatureMap, space: SearchSpace, steps: int, seed: int) -> None:
