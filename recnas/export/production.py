@@ -26,12 +26,14 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -366,6 +368,23 @@ def _load_weights(path: Path, arch: Architecture, fm: FeatureMap, device: torch.
     return model.to(device).eval()
 
 
+def _denormals_flushed(fn: Callable[..., ProdTrainResult]) -> Callable[..., ProdTrainResult]:
+    """Runs ``fn`` with denormal floats flushed on CPU when its ``config.flush_denormal`` says so,
+    restoring torch's default afterwards."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, config: ProdTrainConfig, **kwargs: Any) -> ProdTrainResult:
+        flushed = config.flush_denormal and torch.set_flush_denormal(True)
+        try:
+            return fn(*args, config=config, **kwargs)
+        finally:
+            if flushed:
+                torch.set_flush_denormal(False)  # the default
+
+    return wrapper
+
+
+@_denormals_flushed
 def train_architecture(
     arch: Architecture,
     feature_map: FeatureMap,
@@ -381,29 +400,6 @@ def train_architecture(
     stop_at_step: int | None = None,
 ) -> ProdTrainResult:
     """The loop behind :func:`train_export` and :func:`train_baseline` (collective)."""
-    flushed = config.flush_denormal and torch.set_flush_denormal(True)
-    try:
-        return _train_architecture(arch, feature_map, data_dir, out_dir=out_dir, config=config, name=name, init=init,
-                                   init_state=init_state, source=source, resume=resume, stop_at_step=stop_at_step)
-    finally:
-        if flushed:
-            torch.set_flush_denormal(False)  # the default
-
-
-def _train_architecture(
-    arch: Architecture,
-    feature_map: FeatureMap,
-    data_dir: Path,
-    *,
-    out_dir: Path,
-    config: ProdTrainConfig,
-    name: str,
-    init: str,
-    init_state: dict[str, torch.Tensor] | None,
-    source: dict[str, Any],
-    resume: bool,
-    stop_at_step: int | None,
-) -> ProdTrainResult:
     from recnas.data.loader import ParquetBatchLoader, load_prepared
     from recnas.train.checkpoint import latest_checkpoint, read_meta
     from recnas.train.distributed import init_distributed
