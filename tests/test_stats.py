@@ -104,3 +104,50 @@ def test_compare_table() -> None:
         compare({"bad": np.r_[np.nan, np.ones(n - 1)]}, logloss)
     with pytest.raises(ValueError, match="'short'"):
         compare({"short": np.ones(3)}, logloss)
+
+
+@pytest.mark.parametrize("k", [2, 4, 5, 8])
+def test_ceiling_table_pairs_and_halves_match_scipy(k: int) -> None:
+    """Every seed pair, the even/odd halves and the average over all splits into halves, each
+    recomputed here with scipy from the per-seed log losses."""
+    from itertools import combinations
+    from types import SimpleNamespace
+
+    from recnas.bench.compare import ceiling_table
+
+    rng = np.random.default_rng(k)
+    n = 25
+    quality = rng.normal(size=n)
+    ll = 0.5 + 0.01 * (quality[:, None] + rng.normal(scale=1.5, size=(n, k)))
+    seeds = tuple(range(10, 10 + k))
+    cfg = SimpleNamespace(train=SimpleNamespace(seeds=seeds), stats=SimpleNamespace(n_boot=40, alpha=0.05, seed=0))
+    t = ceiling_table(ll, cfg)
+    tau = lambda a, b: sps.kendalltau(a, b).statistic  # noqa: E731
+    rho = lambda a, b: sps.spearmanr(a, b).statistic  # noqa: E731
+
+    pairs = t[t["kind"] == "seed pair"]
+    assert len(pairs) == k * (k - 1) // 2
+    assert pairs["comparison"].iloc[0] == "seed 10 vs seed 11"
+    for (i, j), (_, r) in zip([(0, 1)] + [p for p in combinations(range(k), 2) if p != (0, 1)], pairs.iterrows()):
+        assert r["comparison"] == f"seed {seeds[i]} vs seed {seeds[j]}"
+        assert r["kendall"] == pytest.approx(tau(ll[:, i], ll[:, j]), abs=1e-12)
+        assert r["spearman"] == pytest.approx(rho(ll[:, i], ll[:, j]), abs=1e-12)
+        assert r["kendall_lo"] <= r["kendall"] <= r["kendall_hi"]
+    if k < 4:
+        assert set(t["kind"]) == {"seed pair"}
+        return
+    halves = t[t["kind"] == "halves"].iloc[0]
+    even, odd = ll[:, 0::2].mean(axis=1), ll[:, 1::2].mean(axis=1)
+    assert halves["kendall"] == pytest.approx(tau(even, odd), abs=1e-12)
+    every = t[t["kind"] == "all halves"].iloc[0]
+    half = k // 2
+    splits = {frozenset(c) for c in combinations(range(k), half)}
+    if k % 2 == 0:  # a split and its complement are one split
+        splits = {min(c, frozenset(range(k)) - c, key=lambda s: sorted(s)) for c in splits}
+    taus = [tau(ll[:, sorted(c)].mean(axis=1), ll[:, sorted(set(range(k)) - c)].mean(axis=1)) for c in splits]
+    assert f"all {len(splits)} splits" in every["comparison"]
+    assert len(splits) == {4: 3, 5: 10, 8: 35}[k]
+    assert every["kendall"] == pytest.approx(np.mean(taus), abs=1e-12)
+    assert (every["kendall_lo"], every["kendall_hi"]) == pytest.approx((min(taus), max(taus)), abs=1e-12)
+    # averaging seeds removes noise: the halves agree better than single seeds do, on average
+    assert every["kendall"] > pairs["kendall"].mean()

@@ -273,31 +273,56 @@ def judge(sets: list[ScoreSet], truth_logloss: np.ndarray, cfg: BenchConfig) -> 
 
 
 def ceiling_table(truth_logloss: np.ndarray, cfg: BenchConfig) -> pd.DataFrame:
-    """The ground truth's agreement with itself: seed 0 vs seed 1 (the protocol's noise ceiling) with
-    bootstrap intervals, every seed pair, and -- with four or more seeds -- two disjoint halves of
-    the seeds averaged (the reliability of a seed-averaged truth)."""
+    """The ground truth's agreement with itself, one row per comparison (column ``comparison``).
+
+    Rows, in order: seed 0 vs seed 1 (the protocol's noise ceiling), every other pair of seeds,
+    each with bootstrap intervals; with four or more seeds, the mean of the even-indexed seeds vs
+    the mean of the odd-indexed ones (with intervals), then the average over *every* split of the
+    seeds into two halves (``lo``/``hi`` there are the smallest and largest split, not a bootstrap).
+    The halves measure what the benchmark is judged against: the reliability of a seed-averaged
+    truth (two independent truths averaged over ``k // 2`` seeds each agree this well).
+    Column ``kind``: ``seed pair``, ``halves`` or ``all halves``.
+    """
+    from itertools import combinations
+
     s = cfg.stats
     seeds = cfg.train.seeds
     k = truth_logloss.shape[1]
+    metrics = (("spearman", stats.spearman), ("kendall", stats.kendall))
     rows = []
 
-    def add(name: str, a: np.ndarray, b: np.ndarray) -> None:
-        row: dict[str, Any] = {"comparison": name}
-        for mname, metric in (("spearman", stats.spearman), ("kendall", stats.kendall)):
+    def add(name: str, kind: str, a: np.ndarray, b: np.ndarray) -> None:
+        row: dict[str, Any] = {"comparison": name, "kind": kind}
+        for mname, metric in metrics:
             row[mname] = metric(-a, -b)
             row[f"{mname}_lo"], row[f"{mname}_hi"] = stats.bootstrap_ci(
                 metric, -a, -b, n_boot=s.n_boot, alpha=s.alpha, seed=s.seed
             )
         rows.append(row)
 
-    add(f"seed {seeds[0]} vs seed {seeds[1]}", truth_logloss[:, 0], truth_logloss[:, 1])
+    add(f"seed {seeds[0]} vs seed {seeds[1]}", "seed pair", truth_logloss[:, 0], truth_logloss[:, 1])
     for i in range(k):
         for j in range(i + 1, k):
             if (i, j) != (0, 1):
-                add(f"seed {seeds[i]} vs seed {seeds[j]}", truth_logloss[:, i], truth_logloss[:, j])
+                add(f"seed {seeds[i]} vs seed {seeds[j]}", "seed pair", truth_logloss[:, i], truth_logloss[:, j])
     if k >= 4:
         even, odd = truth_logloss[:, 0::2].mean(axis=1), truth_logloss[:, 1::2].mean(axis=1)
-        add(f"mean of seeds {list(seeds[0::2])} vs mean of {list(seeds[1::2])}", even, odd)
+        add(f"mean of seeds {list(seeds[0::2])} vs mean of {list(seeds[1::2])}", "halves", even, odd)
+        half = k // 2
+        # each split once: with k even, {A, B} and {B, A} are the same split (keep the one holding seed 0)
+        splits = [c for c in combinations(range(k), half) if k % 2 or 0 in c]
+        per: dict[str, list[float]] = {m: [] for m, _ in metrics}
+        for c in splits:
+            rest = [i for i in range(k) if i not in c]
+            a, b = truth_logloss[:, list(c)].mean(axis=1), truth_logloss[:, rest].mean(axis=1)
+            for mname, metric in metrics:
+                per[mname].append(metric(-a, -b))
+        row = {"comparison": f"mean of {half} seeds vs mean of the other {k - half}: average over all "
+                             f"{len(splits)} splits (lo/hi: the extreme splits)", "kind": "all halves"}
+        for mname, _ in metrics:
+            v = np.asarray(per[mname])
+            row[mname], row[f"{mname}_lo"], row[f"{mname}_hi"] = float(v.mean()), float(v.min()), float(v.max())
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
