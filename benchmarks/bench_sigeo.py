@@ -10,6 +10,10 @@ feature map (13 dense, 26 sparse features, synthetic ids), this times:
 - ``extract``: ``supernet.extract_dense(spec)`` alone (part of ``sigeo``);
 - ``fwd_bwd_x4``: the floor of any per-minibatch gradient proxy: ``--batches`` plain forward +
   backward passes of the candidate's extracted dense part on the same inputs, nothing else;
+- ``flop_floor``: the compute floor of ``fwd_bwd_x4``: 3 x ``--batches`` x ``--batch`` x the
+  candidate's forward FLOPs per example (``dense_flops_per_example``; backward = 2 x forward) at
+  the single-matrix-product rate measured in the same run (``--batch`` x 1024 @ 1024 x 1024
+  sgemm, best of 20) -- what 4 gradient passes would cost if every FLOP ran at sgemm speed;
 - ``train_step``: one Adagrad step (forward + backward + optimizer, tables included) of the
   standalone ``CTRModel`` of the same spec on one ``--batch``-row batch (the reference).
 
@@ -31,6 +35,7 @@ from recnas.data.batch import random_batch
 from recnas.data.feature_map import DenseFeature, FeatureMap, SparseFeature
 from recnas.estimators import ScoringContext, SiGeo
 from recnas.models import Supernet
+from recnas.models.ctr_model import dense_flops_per_example
 from recnas.space import SearchSpace
 
 
@@ -80,11 +85,16 @@ def main() -> None:
     ctx = ScoringContext(fm, batches, supernet=supernet, init="inherit", seed=args.seed, device=device)
     t_emb = timed(lambda: ctx.embeddings("train", max(space.embedding_dims)), device)
 
+    a = torch.randn(args.batch, 1024, device=device)
+    w = torch.randn(1024, 1024, device=device)
+    t_mm = min(timed(lambda: torch.mm(a, w), device) for _ in range(20))
+    sgemm_flops = 2 * args.batch * 1024 * 1024 / t_mm
+
     rng = np.random.default_rng(args.seed)
     specs = [space.sample(rng) for _ in range(args.warmup + args.candidates)]
     sigeo, sigeo_rows = SiGeo(), SiGeo(embeddings="rows")
     train_batch = batches[0].to(device)
-    kinds = ["sigeo", *(["sigeo_rows"] if args.rows else []), "extract", "fwd_bwd_x4", "train_step"]
+    kinds = ["sigeo", *(["sigeo_rows"] if args.rows else []), "extract", "fwd_bwd_x4", "flop_floor", "train_step"]
     rows: dict[str, list[float]] = {k: [] for k in kinds}
     n_params: list[int] = []
     for i, spec in enumerate(specs):
@@ -112,6 +122,7 @@ def main() -> None:
             "extract": timed(lambda: supernet.extract_dense(spec), device),
             "sigeo": timed(lambda: sigeo.score([spec], ctx), device),
         }
+        t["flop_floor"] = 3 * args.batches * args.batch * dense_flops_per_example(fm.num_dense, fm.num_sparse, spec) / sgemm_flops
         if args.rows:
             t["sigeo_rows"] = timed(lambda: sigeo_rows.score([spec], ctx), device)
         if i >= args.warmup:
@@ -126,6 +137,8 @@ def main() -> None:
     )
     q = np.quantile(n_params, [0.1, 0.5, 0.9]) / 1e6
     print(f"dense parameters per candidate (M): p10 {q[0]:.2f}  median {q[1]:.2f}  p90 {q[2]:.2f}")
+    print(f"sgemm ({args.batch}x1024 @ 1024x1024): {sgemm_flops / 1e9:.1f} GFLOP/s; fwd_bwd_x4 runs at "
+          f"{np.median(np.array(rows['flop_floor']) / np.array(rows['fwd_bwd_x4'])):.2f} x that rate (median)")
     print(f"embedding lookups for the context (once, shared by all candidates): {t_emb:.4f} s")
     print(f"{'what':<12} {'median s':>10} {'p10 s':>10} {'p90 s':>10} {'x train_step':>13}")
     for k in kinds:
