@@ -361,3 +361,36 @@ def test_table_reads_are_consistent_while_the_build_replaces_it(tmp_path: Path) 
         stop.set()
         t.join()
     assert all(1000 <= n <= 2000 for n in lengths)
+
+
+def test_report_with_many_seeds_uses_the_halves_ceiling(tmp_path: Path) -> None:
+    """With 8 seeds the report condenses the 28 seed pairs, shows the halves rows, and divides by
+    the average over every split into halves (report built from known score vectors, no training)."""
+    from recnas.bench.compare import ScoreSet, ceiling_table, judge
+    from recnas.bench.report import write_report
+
+    cfg = load_bench(_pipeline(tmp_path, "many", tmp_path / "cache",
+                               train={"epochs": 1, "batch_size": 32, "seeds": list(range(8))}))
+    rng = np.random.default_rng(0)
+    n = 20
+    quality = rng.normal(size=n)
+    truth = 0.48 + 0.001 * (quality[:, None] + rng.normal(size=(n, 8)))
+    sets = [ScoreSet(f"good | inherit {f:g}", "good", "estimator", "inherit", f, quality + rng.normal(size=n), 2.0)
+            for f in cfg.warmup.fractions]
+    sets.append(ScoreSet("params | none", "params", "estimator", "none", float("nan"), rng.normal(size=n), 0.1))
+    ceilings = ceiling_table(truth, cfg)
+    results = judge(sets, truth, cfg, ceilings)
+    scores = pd.DataFrame({x.label: x.scores for x in sets})
+    table = pd.DataFrame({"train_seconds": np.full(n * 8, 3.0), "test_auc": np.full(n * 8, 0.7)})
+    warm = pd.DataFrame({"fraction": cfg.warmup.fractions, "steps": [-1, 5], "seconds": [0.0, 1.0]})
+    out = tmp_path / "many_out"
+    out.mkdir()
+    text = write_report(out, cfg, "many.yaml", table, truth, results, scores, ceilings, warm).read_text()
+    every = ceilings[ceilings["kind"] == "all halves"].iloc[0]
+    assert "all 35 splits" in every["comparison"]
+    assert f"`Kendall / ceiling` divides by {every['kendall']:.3f}: the average over every split" in text
+    assert "all 28 seed pairs: mean" in text and "seed 2 vs seed 5" not in text
+    assert "mean of seeds [0, 2, 4, 6] vs mean of [1, 3, 5, 7]" in text
+    np.testing.assert_allclose(results["kendall_frac"], results["kendall"] / every["kendall"])
+    for png in ("rank_scatter.png", "warmup_sweep_kendall.png", "ceiling_scatter.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png

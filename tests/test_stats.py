@@ -104,6 +104,13 @@ def test_compare_table() -> None:
         compare({"bad": np.r_[np.nan, np.ones(n - 1)]}, logloss)
     with pytest.raises(ValueError, match="'short'"):
         compare({"short": np.ones(3)}, logloss)
+    # a given ceiling (e.g. of seed-averaged halves) replaces the seed-pair mean
+    given = compare(scores, logloss, n_boot=20, ceilings={"kendall": 0.8, "spearman": 0.9})
+    assert given.loc["good", "kendall_ceiling"] == 0.8
+    assert given.loc["good", "kendall_frac"] == pytest.approx(given.loc["good", "kendall"] / 0.8)
+    assert given.loc["good", "spearman_frac"] == pytest.approx(given.loc["good", "spearman"] / 0.9)
+    with pytest.raises(ValueError, match=r"ceilings lacks \['spearman'\]"):
+        compare(scores, logloss, ceilings={"kendall": 0.8})
 
 
 @pytest.mark.parametrize("k", [2, 4, 5, 8])
@@ -151,3 +158,13 @@ def test_ceiling_table_pairs_and_halves_match_scipy(k: int) -> None:
     assert (every["kendall_lo"], every["kendall_hi"]) == pytest.approx((min(taus), max(taus)), abs=1e-12)
     # averaging seeds removes noise: the halves agree better than single seeds do, on average
     assert every["kendall"] > pairs["kendall"].mean()
+    # and judge divides by that ceiling (the truth is the mean of all k seeds)
+    from recnas.bench.compare import ScoreSet, judge
+
+    cfg.stats.top_frac = 0.1
+    sets = [ScoreSet("q", "q", "estimator", "none", float("nan"), quality, 1.0)]
+    res = judge(sets, ll, cfg, t).set_index("label")
+    assert res.loc["q", "kendall_ceiling"] == pytest.approx(every["kendall"])
+    assert res.loc["q", "kendall"] == pytest.approx(tau(quality, -ll.mean(axis=1)), abs=1e-12)
+    assert res.loc["q", "kendall_frac"] == pytest.approx(res.loc["q", "kendall"] / every["kendall"])
+    assert judge(sets, ll, cfg).loc[0, "kendall_ceiling"] == pytest.approx(pairs["kendall"].mean())

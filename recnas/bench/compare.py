@@ -254,12 +254,22 @@ def _score_all(cfg: BenchConfig, specs: list[ArchSpec], contexts: dict[tuple[str
     return sets
 
 
-def judge(sets: list[ScoreSet], truth_logloss: np.ndarray, cfg: BenchConfig) -> pd.DataFrame:
-    """One row per score set: :func:`recnas.bench.stats.compare`'s columns plus the set's facts."""
+def judge(sets: list[ScoreSet], truth_logloss: np.ndarray, cfg: BenchConfig,
+          ceilings: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per score set: :func:`recnas.bench.stats.compare`'s columns plus the set's facts.
+
+    The fraction-of-ceiling columns divide by the average over every split of the seeds into
+    halves when ``ceilings`` (:func:`ceiling_table`) has it (four or more seeds: the truth is a
+    seed average, and that is its ceiling), else by the mean over seed pairs.
+    """
     s = cfg.stats
+    halves = None
+    if ceilings is not None and "kind" in ceilings and (ceilings["kind"] == "all halves").any():
+        r = ceilings[ceilings["kind"] == "all halves"].iloc[0]
+        halves = {"spearman": float(r["spearman"]), "kendall": float(r["kendall"])}
     df = stats.compare(
         {x.label: x.scores for x in sets}, truth_logloss, seconds={x.label: x.seconds for x in sets},
-        frac=s.top_frac, n_boot=s.n_boot, alpha=s.alpha, seed=s.seed,
+        frac=s.top_frac, n_boot=s.n_boot, alpha=s.alpha, seed=s.seed, ceilings=halves,
     )
     n = truth_logloss.shape[0]
     facts = pd.DataFrame(
@@ -372,8 +382,8 @@ def run_compare(cfg: BenchConfig, source: str = "pipeline", progress: bool = Tru
 
     if score_only:
         return None
-    results = judge(sets, truth, cfg)
     ceilings = ceiling_table(truth, cfg)
+    results = judge(sets, truth, cfg, ceilings)
     scores = pd.DataFrame({"arch": range(len(specs)), "key": keys})
     for i, seed in enumerate(cfg.train.seeds):
         scores[f"test_logloss_seed{seed}"] = truth[:, i]

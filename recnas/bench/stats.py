@@ -174,6 +174,7 @@ def compare(
     n_boot: int = 1000,
     alpha: float = 0.05,
     seed: int = 0,
+    ceilings: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """One row per estimator: Spearman, Kendall and top-``frac`` precision with bootstrap intervals.
 
@@ -185,6 +186,9 @@ def compare(
             A mean over seeds is less noisy than one seed, so a fraction of the ceiling can exceed 1.
         seconds: estimator name -> seconds spent scoring (optional; NaN where missing).
         frac, n_boot, alpha, seed: see :func:`top_k_precision` and :func:`bootstrap_ci`.
+        ceilings: ``{"spearman": c, "kendall": c}`` to divide by instead of the mean over seed
+            pairs -- e.g. the agreement of two truths averaged over disjoint halves of the seeds,
+            the ceiling that matches a seed-averaged truth.
 
     Returns:
         DataFrame indexed by estimator, columns ``spearman``, ``spearman_lo``, ``spearman_hi``,
@@ -204,7 +208,8 @@ def compare(
     if unknown:
         raise ValueError(f"seconds given for estimators with no scores: {unknown}")
 
-    ceilings: dict[str, float] = {}
+    ceilings_given = ceilings
+    ceilings = {}
     for mname, metric in _METRICS.items():
         vals = [
             noise_ceiling(-ll[:, i], -ll[:, j], metric)
@@ -212,6 +217,11 @@ def compare(
             for j in range(i + 1, n_seeds)
         ]
         ceilings[mname] = float(np.mean(vals)) if vals else float("nan")
+    if ceilings_given is not None:
+        missing = sorted(set(_METRICS) - set(ceilings_given))
+        if missing:
+            raise ValueError(f"ceilings lacks {missing}")
+        ceilings = {m: float(ceilings_given[m]) for m in _METRICS}
 
     def top(p: np.ndarray, t: np.ndarray) -> float:
         return top_k_precision(p, t, frac)
