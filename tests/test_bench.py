@@ -149,6 +149,49 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "recnas", "bench", *args]
 
 
+def test_import_takes_an_earlier_builds_rows_as_finished(built: tuple[BenchConfig, pd.DataFrame], work: Path) -> None:
+    """`build --import DIR` (DIR as a reports/ folder keeps it: build.json + groundtruth.csv) adds those
+    rows and trains only the rest; rows of other settings or other architectures are refused by name."""
+    import shutil
+
+    from recnas.bench.groundtruth import BUILD_FILE, import_rows
+
+    cfg, reference = built
+    src = work / "report_copy"
+    src.mkdir()
+    shutil.copy(Path(cfg.output) / BUILD_FILE, src / BUILD_FILE)
+    kept = reference[~((reference["arch"] == 0) & (reference["seed"] == 1))].drop(columns=["finished_at"])
+    kept.to_csv(src / "groundtruth.csv", index=False)
+    p = _pipeline(work, "imported", work / "cache")
+    r = subprocess.run(_cli("build", str(p), "--import", str(src)), cwd=REPO, capture_output=True, text=True,
+                       timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr
+    assert f"imported {len(reference) - 1} rows from {src}" in r.stderr
+    assert f"{len(reference) - 1} of {len(reference)} (architecture, seed) rows done, 1 to train" in r.stderr
+    got = read_table(work / "imported")
+    cols = ["arch", "key", "seed", "test_logloss", "val_auc", "flops"]
+    pd.testing.assert_frame_equal(got[cols], reference[cols])  # the retrained row reproduces too
+    assert got["finished_at"].isna().sum() == len(reference) - 1
+    assert import_rows(load_bench(p), src) == 0  # nothing new a second time
+
+    other = load_bench(_pipeline(work, "imported2", work / "cache", sample_seed=4))
+    with pytest.raises(ValueError, match=r"build.json was built with different settings \(differ: \['sample_seed'\]\)"):
+        import_rows(other, src)
+    bad = work / "report_bad"
+    bad.mkdir()
+    with pytest.raises(FileNotFoundError, match="no build.json"):
+        import_rows(load_bench(p), bad)
+    shutil.copy(src / BUILD_FILE, bad / BUILD_FILE)
+    wrong = kept.copy()
+    wrong.loc[wrong.index[2], "arch"] = (int(wrong["arch"].iloc[2]) + 1) % N_ARCHS
+    wrong.to_csv(bad / "groundtruth.csv", index=False)
+    with pytest.raises(ValueError, match=r"groundtruth.csv:4: architecture \d \(\w+\) is not this pipeline's"):
+        import_rows(load_bench(p), bad)
+    pd.concat([kept, kept.iloc[:1]]).to_csv(bad / "groundtruth.csv", index=False)
+    with pytest.raises(ValueError, match=r"architecture 0 seed 0 appears more than once"):
+        import_rows(load_bench(p), bad)
+
+
 def test_killed_build_resumes_without_retraining(built: tuple[BenchConfig, pd.DataFrame], work: Path) -> None:
     _, reference = built
     p = _pipeline(work, "killed", work / "cache")

@@ -1,6 +1,7 @@
 """``recnas bench``: the ground-truth benchmark of a search space and the estimator comparison.
 
     recnas bench build PIPELINE [--set k=v ...]     # train N sampled architectures x seeds
+    recnas bench build PIPELINE --import reports/X  # ... taking an earlier build's rows as finished
     recnas bench compare PIPELINE [--set k=v ...]   # warm-up sweep, every estimator, report
 
 Run from the repository root (pipelines name data relative to it, e.g. ``../shared/data/...``).
@@ -28,6 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a pipeline key (dotted path; value parsed as YAML); repeatable")
         p.add_argument("--no-progress", action="store_true", help="no progress lines")
+        if name == "build":
+            p.add_argument("--import", dest="import_from", type=Path, metavar="DIR",
+                           help="first take the rows of an earlier build of this pipeline as finished: DIR holds "
+                                "its build.json and groundtruth.parquet or groundtruth.csv (e.g. a reports/ folder)")
         if name == "compare":
             p.add_argument("--score-only", action="store_true",
                            help="compute and cache every score without the ground truth (may run beside build)")
@@ -39,9 +44,12 @@ def run_build(args: argparse.Namespace) -> int:
 
     quiet_libraries()
     from recnas.bench.config import load_bench
-    from recnas.bench.groundtruth import TABLE_FILE, build
+    from recnas.bench.groundtruth import TABLE_FILE, build, import_rows
 
     cfg = load_bench(args.pipeline, args.overrides)
+    if args.import_from is not None:
+        n = import_rows(cfg, args.import_from, source=str(args.pipeline))
+        print(f"recnas bench build: imported {n} rows from {args.import_from}", file=sys.stderr)
     df = build(cfg, source=str(args.pipeline), progress=not args.no_progress)
     print(f"recnas bench build: {len(df)} rows in {Path(cfg.output) / TABLE_FILE}")
     return 0

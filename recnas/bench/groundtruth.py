@@ -59,7 +59,7 @@ from recnas.bench.config import BenchConfig, build_signature
 from recnas.space.space import SearchSpace
 from recnas.space.spec import ArchSpec
 
-__all__ = ["sample_archs", "build", "read_table", "truth_matrix", "TABLE_FILE", "BUILD_FILE", "COLUMNS"]
+__all__ = ["sample_archs", "build", "import_rows", "read_table", "truth_matrix", "TABLE_FILE", "BUILD_FILE", "COLUMNS"]
 
 TABLE_FILE = "groundtruth.parquet"
 BUILD_FILE = "build.json"
@@ -120,6 +120,62 @@ def truth_matrix(df: pd.DataFrame, keys: list[str], seeds: tuple[int, ...], colu
             f"rows (first: {missing[0]}); run `recnas bench build` on this pipeline first"
         )
     return pivot.loc[keys, list(seeds)].to_numpy(dtype=np.float64)
+
+
+def import_rows(cfg: BenchConfig, src: str | os.PathLike, source: str = "pipeline") -> int:
+    """Adds the finished rows of an earlier build of the same pipeline to ``cfg.output``'s table.
+
+    ``src`` is a folder holding that build's ``build.json`` and its table, as ``groundtruth.parquet``
+    or ``groundtruth.csv`` (what a report folder keeps), e.g. to extend a committed benchmark with
+    more seeds on another machine. The settings must be the pipeline's (``build.json`` equal to
+    :func:`recnas.bench.config.build_signature`), every row's architecture must be the pipeline's
+    architecture of that index, and each (architecture, seed) may appear once. Rows the output
+    table already has are kept as they are. Returns the number of rows added.
+    """
+    src = Path(src)
+    sig_path = src / BUILD_FILE
+    if not sig_path.is_file():
+        raise FileNotFoundError(
+            f"{src}: no {BUILD_FILE}; rows whose training settings are unknown cannot be mixed into a ground truth"
+        )
+    want = json.loads(json.dumps(build_signature(cfg)))
+    saved = json.loads(sig_path.read_text())
+    if saved != want:
+        diff = sorted(k for k in set(saved) | set(want) if saved.get(k) != want.get(k))
+        raise ValueError(f"{source}: {sig_path} was built with different settings (differ: {diff})")
+    for name in (TABLE_FILE, "groundtruth.csv"):
+        path = src / name
+        if path.is_file():
+            rows = read_table(src) if name == TABLE_FILE else pd.read_csv(path)
+            break
+    else:
+        raise FileNotFoundError(f"{src}: neither {TABLE_FILE} nor groundtruth.csv is there")
+    missing = [c for c in COLUMNS if c not in rows.columns and c != "finished_at"]
+    if missing:
+        raise ValueError(f"{path}: columns {missing} are missing")
+    if "finished_at" not in rows.columns:
+        rows["finished_at"] = float("nan")
+    rows = rows[list(COLUMNS)]
+    specs = sample_archs(SearchSpace.load(cfg.space), cfg.num_archs, cfg.sample_seed)
+    for line, r in zip(range(2, len(rows) + 2), rows.itertuples(index=False)):
+        where = f"{path}: row {line - 1}" if name == TABLE_FILE else f"{path}:{line}"
+        i = int(r.arch)
+        if not 0 <= i < len(specs) or specs[i].key() != r.key or ArchSpec.from_json(r.spec).key() != r.key:
+            raise ValueError(f"{where}: architecture {i} ({r.key}) is not this pipeline's architecture {i}")
+    dup = rows.duplicated(["key", "seed"])
+    if dup.any():
+        r = rows[dup].iloc[0]
+        raise ValueError(f"{path}: architecture {int(r['arch'])} seed {int(r['seed'])} appears more than once")
+    out = Path(cfg.output)
+    _check_signature(out, build_signature(cfg), source)
+    df = read_table(out)
+    have = {(k, int(s)) for k, s in zip(df["key"], df["seed"])}
+    new = rows[[(k, int(s)) not in have for k, s in zip(rows["key"], rows["seed"])]]
+    if len(new):
+        df = pd.concat([df, new], ignore_index=True) if len(df) else new.reset_index(drop=True)
+        df = df.sort_values(["arch", "seed"], kind="stable", ignore_index=True)
+        _write_table(out, df)
+    return len(new)
 
 
 @dataclass(frozen=True)
