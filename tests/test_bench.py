@@ -434,6 +434,8 @@ def test_report_with_many_seeds_uses_the_halves_ceiling(tmp_path: Path) -> None:
     assert f"`Kendall / ceiling` divides by {every['kendall']:.3f}: the average over every split" in text
     assert "all 28 seed pairs: mean" in text and "seed 2 vs seed 5" not in text
     assert "mean of seeds [0, 2, 4, 6] vs mean of [1, 3, 5, 7]" in text
+    assert "mean of 2 seeds vs mean of 2 others: average over all 210 disjoint pairs" in text
+    assert "mean of 3 seeds vs mean of 3 others: average over all 280 disjoint pairs" in text
     np.testing.assert_allclose(results["kendall_frac"], results["kendall"] / every["kendall"])
     for png in ("rank_scatter.png", "warmup_sweep_kendall.png", "ceiling_scatter.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats as sps
 
@@ -158,6 +159,18 @@ def test_ceiling_table_pairs_and_halves_match_scipy(k: int) -> None:
     assert (every["kendall_lo"], every["kendall_hi"]) == pytest.approx((min(taus), max(taus)), abs=1e-12)
     # averaging seeds removes noise: the halves agree better than single seeds do, on average
     assert every["kendall"] > pairs["kendall"].mean()
+    # in between: two disjoint m-seed means, m = 2 .. k/2 - 1 (k even) or k // 2 (k odd)
+    disjoint = t[t["kind"] == "disjoint means"]
+    ms = list(range(2, (k // 2 - 1 if k % 2 == 0 else k // 2) + 1))
+    assert list(disjoint["seeds_per_side"]) == ms
+    for m, (_, r) in zip(ms, disjoint.iterrows()):
+        both = [(set(a), set(b)) for a in combinations(range(k), m) for b in combinations(range(k), m)
+                if not set(a) & set(b) and a < b]
+        vals = [tau(ll[:, sorted(a)].mean(axis=1), ll[:, sorted(b)].mean(axis=1)) for a, b in both]
+        assert f"all {len(both)} disjoint pairs" in r["comparison"]
+        assert r["kendall"] == pytest.approx(np.mean(vals), abs=1e-12)
+        assert r["kendall_hi"] == pytest.approx(max(vals), abs=1e-12)
+    assert list(t.loc[t["kind"] == "all halves", "seeds_per_side"]) == [k // 2]
     # and judge divides by that ceiling (the truth is the mean of all k seeds)
     from recnas.bench.compare import ScoreSet, judge
 
@@ -168,3 +181,24 @@ def test_ceiling_table_pairs_and_halves_match_scipy(k: int) -> None:
     assert res.loc["q", "kendall"] == pytest.approx(tau(quality, -ll.mean(axis=1)), abs=1e-12)
     assert res.loc["q", "kendall_frac"] == pytest.approx(res.loc["q", "kendall"] / every["kendall"])
     assert judge(sets, ll, cfg).loc[0, "kendall_ceiling"] == pytest.approx(pairs["kendall"].mean())
+
+
+def test_ceiling_table_samples_the_splits_of_many_seeds() -> None:
+    """Past MAX_SEED_SPLITS splits (16 seeds: 6,435 halvings), a seeded random subset is averaged."""
+    from types import SimpleNamespace
+
+    from recnas.bench.compare import MAX_SEED_SPLITS, ceiling_table
+
+    rng = np.random.default_rng(1)
+    k, n = 16, 15
+    ll = 0.5 + 0.01 * (rng.normal(size=(n, 1)) + rng.normal(size=(n, k)))
+    cfg = SimpleNamespace(train=SimpleNamespace(seeds=tuple(range(k))), stats=SimpleNamespace(n_boot=5, alpha=0.05, seed=0))
+    t = ceiling_table(ll, cfg)
+    every = t[t["kind"] == "all halves"].iloc[0]
+    assert f"over {MAX_SEED_SPLITS} random splits" in every["comparison"]
+    assert every["kendall_lo"] <= every["kendall"] <= every["kendall_hi"]
+    big = t[(t["kind"] == "disjoint means") & (t["seeds_per_side"] == 7)].iloc[0]
+    assert f"over {MAX_SEED_SPLITS} random disjoint pairs" in big["comparison"]
+    small = t[(t["kind"] == "disjoint means") & (t["seeds_per_side"] == 2)].iloc[0]
+    assert f"over {MAX_SEED_SPLITS} random disjoint pairs" in small["comparison"]  # 5,460 > MAX_SEED_SPLITS
+    pd.testing.assert_frame_equal(t, ceiling_table(ll, cfg))  # seeded

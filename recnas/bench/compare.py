@@ -20,6 +20,7 @@ killed compare resumes and a rerun with more estimators only computes what is ne
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 import os
 import sys
@@ -42,6 +43,7 @@ from recnas.space.spec import ArchSpec
 __all__ = ["ScoreSet", "run_compare", "ceiling_table", "judge", "RESULTS_FILE", "SCORES_FILE"]
 
 RESULTS_FILE = "results.csv"
+MAX_SEED_SPLITS = 1000  # ceiling_table averages over every split of the seeds up to this many, else this many random ones
 SCORES_FILE = "scores.csv"
 
 
@@ -291,7 +293,10 @@ def ceiling_table(truth_logloss: np.ndarray, cfg: BenchConfig) -> pd.DataFrame:
     seeds into two halves (``lo``/``hi`` there are the smallest and largest split, not a bootstrap).
     The halves measure what the benchmark is judged against: the reliability of a seed-averaged
     truth (two independent truths averaged over ``k // 2`` seeds each agree this well).
-    Column ``kind``: ``seed pair``, ``halves`` or ``all halves``.
+    Between them, for ``2 <= m < k / 2``, the average agreement of two means of ``m`` disjoint seeds
+    (``disjoint means``): how the ceiling grows with the seeds averaged, to size a benchmark by.
+    Column ``kind``: ``seed pair``, ``halves``, ``disjoint means`` or ``all halves``;
+    ``seeds_per_side`` the seeds averaged on each side (1 for a pair).
     """
     from itertools import combinations
 
@@ -302,7 +307,7 @@ def ceiling_table(truth_logloss: np.ndarray, cfg: BenchConfig) -> pd.DataFrame:
     rows = []
 
     def add(name: str, kind: str, a: np.ndarray, b: np.ndarray) -> None:
-        row: dict[str, Any] = {"comparison": name, "kind": kind}
+        row: dict[str, Any] = {"comparison": name, "kind": kind, "seeds_per_side": 1}
         for mname, metric in metrics:
             row[mname] = metric(-a, -b)
             row[f"{mname}_lo"], row[f"{mname}_hi"] = stats.bootstrap_ci(
@@ -315,24 +320,50 @@ def ceiling_table(truth_logloss: np.ndarray, cfg: BenchConfig) -> pd.DataFrame:
         for j in range(i + 1, k):
             if (i, j) != (0, 1):
                 add(f"seed {seeds[i]} vs seed {seeds[j]}", "seed pair", truth_logloss[:, i], truth_logloss[:, j])
-    if k >= 4:
-        even, odd = truth_logloss[:, 0::2].mean(axis=1), truth_logloss[:, 1::2].mean(axis=1)
-        add(f"mean of seeds {list(seeds[0::2])} vs mean of {list(seeds[1::2])}", "halves", even, odd)
-        half = k // 2
-        # each split once: with k even, {A, B} and {B, A} are the same split (keep the one holding seed 0)
-        splits = [c for c in combinations(range(k), half) if k % 2 or 0 in c]
-        per: dict[str, list[float]] = {m: [] for m, _ in metrics}
-        for c in splits:
-            rest = [i for i in range(k) if i not in c]
-            a, b = truth_logloss[:, list(c)].mean(axis=1), truth_logloss[:, rest].mean(axis=1)
+    def average(name: str, kind: str, pairs: list[tuple[tuple[int, ...], tuple[int, ...]]], m: int) -> None:
+        per: dict[str, list[float]] = {mname: [] for mname, _ in metrics}
+        for c, rest in pairs:
+            a, b = truth_logloss[:, list(c)].mean(axis=1), truth_logloss[:, list(rest)].mean(axis=1)
             for mname, metric in metrics:
                 per[mname].append(metric(-a, -b))
-        row = {"comparison": f"mean of {half} seeds vs mean of the other {k - half}: average over all "
-                             f"{len(splits)} splits (lo/hi: the extreme splits)", "kind": "all halves"}
+        row: dict[str, Any] = {"comparison": name, "kind": kind, "seeds_per_side": m}
         for mname, _ in metrics:
             v = np.asarray(per[mname])
             row[mname], row[f"{mname}_lo"], row[f"{mname}_hi"] = float(v.mean()), float(v.min()), float(v.max())
         rows.append(row)
+
+    if k >= 4:
+        even, odd = truth_logloss[:, 0::2].mean(axis=1), truth_logloss[:, 1::2].mean(axis=1)
+        add(f"mean of seeds {list(seeds[0::2])} vs mean of {list(seeds[1::2])}", "halves", even, odd)
+        rows[-1]["seeds_per_side"] = k // 2
+        # agreement of two disjoint m-seed means, every such pair once (m = 2 .. k // 2 - 1): how the
+        # ceiling grows with the seeds averaged
+        for m in range(2, (k // 2 - 1 if k % 2 == 0 else k // 2) + 1):
+            if math.comb(k, m) * math.comb(k - m, m) // 2 <= MAX_SEED_SPLITS:
+                pairs = [(c, r) for c in combinations(range(k), m)
+                         for r in combinations([i for i in range(k) if i not in c], m) if c < r]
+                which = f"all {len(pairs)}"
+            else:
+                rng = np.random.default_rng(s.seed)
+                perms = [rng.permutation(k) for _ in range(MAX_SEED_SPLITS)]
+                pairs = [(tuple(sorted(p[:m])), tuple(sorted(p[m:2 * m]))) for p in perms]
+                which = f"{len(pairs)} random"
+            average(f"mean of {m} seeds vs mean of {m} others: average over {which} disjoint pairs "
+                    "(lo/hi: the extreme pairs)", "disjoint means", pairs, m)
+        half = k // 2
+        # each split once: with k even, {A, B} and {B, A} are the same split (keep the one holding seed 0)
+        n_splits = math.comb(k, half) // (1 if k % 2 else 2)
+        if n_splits <= MAX_SEED_SPLITS:
+            splits = [(c, tuple(i for i in range(k) if i not in c))
+                      for c in combinations(range(k), half) if k % 2 or 0 in c]
+            which = f"all {len(splits)}"
+        else:
+            rng = np.random.default_rng(s.seed)
+            perms = [rng.permutation(k) for _ in range(MAX_SEED_SPLITS)]
+            splits = [(tuple(sorted(p[:half])), tuple(sorted(p[half:]))) for p in perms]
+            which = f"{len(splits)} random"
+        average(f"mean of {half} seeds vs mean of the other {k - half}: average over {which} "
+                "splits (lo/hi: the extreme splits)", "all halves", splits, half)
     return pd.DataFrame(rows)
 
 
