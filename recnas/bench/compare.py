@@ -284,6 +284,21 @@ def judge(sets: list[ScoreSet], truth_logloss: np.ndarray, cfg: BenchConfig,
     return df.reset_index()
 
 
+def _seed_splits(k: int, m: int, n: int, seed: int) -> tuple[list[tuple[tuple[int, ...], tuple[int, ...]]], str]:
+    """Disjoint (m seeds, n seeds) index pairs out of ``k``, each unordered pair once: all of them up to
+    ``MAX_SEED_SPLITS``, else that many seeded random ones; and the words saying which."""
+    from itertools import combinations
+
+    count = math.comb(k, m) * math.comb(k - m, n) // (2 if m == n else 1)
+    if count <= MAX_SEED_SPLITS:
+        pairs = [(c, r) for c in combinations(range(k), m)
+                 for r in combinations([i for i in range(k) if i not in c], n) if m != n or c < r]
+        return pairs, f"all {len(pairs)}"
+    rng = np.random.default_rng(seed)
+    perms = [rng.permutation(k) for _ in range(MAX_SEED_SPLITS)]
+    return [(tuple(sorted(p[:m])), tuple(sorted(p[m:m + n]))) for p in perms], f"{MAX_SEED_SPLITS} random"
+
+
 def ceiling_table(truth_logloss: np.ndarray, cfg: BenchConfig) -> pd.DataFrame:
     """The ground truth's agreement with itself, one row per comparison (column ``comparison``).
 
@@ -298,8 +313,6 @@ def ceiling_table(truth_logloss: np.ndarray, cfg: BenchConfig) -> pd.DataFrame:
     Column ``kind``: ``seed pair``, ``halves``, ``disjoint means`` or ``all halves``;
     ``seeds_per_side`` the seeds averaged on each side (1 for a pair).
     """
-    from itertools import combinations
-
     s = cfg.stats
     seeds = cfg.train.seeds
     k = truth_logloss.shape[1]
@@ -336,32 +349,14 @@ def ceiling_table(truth_logloss: np.ndarray, cfg: BenchConfig) -> pd.DataFrame:
         even, odd = truth_logloss[:, 0::2].mean(axis=1), truth_logloss[:, 1::2].mean(axis=1)
         add(f"mean of seeds {list(seeds[0::2])} vs mean of {list(seeds[1::2])}", "halves", even, odd)
         rows[-1]["seeds_per_side"] = k // 2
-        # agreement of two disjoint m-seed means, every such pair once (m = 2 .. k // 2 - 1): how the
-        # ceiling grows with the seeds averaged
+        # agreement of two disjoint m-seed means (m = 2 .. up to the halves): how the ceiling grows
+        # with the seeds averaged
         for m in range(2, (k // 2 - 1 if k % 2 == 0 else k // 2) + 1):
-            if math.comb(k, m) * math.comb(k - m, m) // 2 <= MAX_SEED_SPLITS:
-                pairs = [(c, r) for c in combinations(range(k), m)
-                         for r in combinations([i for i in range(k) if i not in c], m) if c < r]
-                which = f"all {len(pairs)}"
-            else:
-                rng = np.random.default_rng(s.seed)
-                perms = [rng.permutation(k) for _ in range(MAX_SEED_SPLITS)]
-                pairs = [(tuple(sorted(p[:m])), tuple(sorted(p[m:2 * m]))) for p in perms]
-                which = f"{len(pairs)} random"
+            pairs, which = _seed_splits(k, m, m, s.seed)
             average(f"mean of {m} seeds vs mean of {m} others: average over {which} disjoint pairs "
                     "(lo/hi: the extreme pairs)", "disjoint means", pairs, m)
         half = k // 2
-        # each split once: with k even, {A, B} and {B, A} are the same split (keep the one holding seed 0)
-        n_splits = math.comb(k, half) // (1 if k % 2 else 2)
-        if n_splits <= MAX_SEED_SPLITS:
-            splits = [(c, tuple(i for i in range(k) if i not in c))
-                      for c in combinations(range(k), half) if k % 2 or 0 in c]
-            which = f"all {len(splits)}"
-        else:
-            rng = np.random.default_rng(s.seed)
-            perms = [rng.permutation(k) for _ in range(MAX_SEED_SPLITS)]
-            splits = [(tuple(sorted(p[:half])), tuple(sorted(p[half:]))) for p in perms]
-            which = f"{len(splits)} random"
+        splits, which = _seed_splits(k, half, k - half, s.seed)
         average(f"mean of {half} seeds vs mean of the other {k - half}: average over {which} "
                 "splits (lo/hi: the extreme splits)", "all halves", splits, half)
     return pd.DataFrame(rows)

@@ -130,8 +130,7 @@ def _results_table(df: pd.DataFrame) -> str:
 def _ceiling_rows(ceilings: pd.DataFrame, max_pairs: int = 6) -> list[list[str]]:
     """The ceiling table's rows: every seed pair up to ``max_pairs``, else the first pair and a
     summary of all of them (every pair stays in ``ceiling.csv``), then the seed-averaged halves."""
-    kind = ceilings["kind"] if "kind" in ceilings else pd.Series("seed pair", index=ceilings.index)
-    pairs, halves = ceilings[kind == "seed pair"], ceilings[kind != "seed pair"]
+    pairs, halves = ceilings[ceilings["kind"] == "seed pair"], ceilings[ceilings["kind"] != "seed pair"]
     rows = [[r["comparison"], _ci(r, "kendall"), _ci(r, "spearman")] for _, r in pairs.head(
         len(pairs) if len(pairs) <= max_pairs else 1).iterrows()]
     if len(pairs) > max_pairs:
@@ -181,7 +180,7 @@ def write_report(out: Path, cfg: BenchConfig, source: str, table: pd.DataFrame, 
     figs = []
     for metric in ("kendall", "spearman"):
         fig, ax = plt.subplots(figsize=(9.5, 4.8))
-        halves = ceilings[ceilings["kind"] == "all halves"] if "kind" in ceilings else ceilings.iloc[:0]
+        halves = ceilings[ceilings["kind"] == "all halves"]
         if len(halves):
             c, label = float(halves[metric].iloc[0]), f"noise ceiling ({k // 2}-seed mean vs the other {k - k // 2})"
         else:
@@ -208,7 +207,7 @@ def write_report(out: Path, cfg: BenchConfig, source: str, table: pd.DataFrame, 
     diverged = int((truth > 1.0).sum())
     head = est[(est["init"] != "inherit") | (est["fraction"] == headline)].sort_values("kendall", ascending=False)
     best = head.iloc[0]
-    pairs = ceilings[ceilings["kind"] == "seed pair"] if "kind" in ceilings else ceilings
+    pairs = ceilings[ceilings["kind"] == "seed pair"]
     divisor = float(results["kendall_ceiling"].iloc[0]) if len(results) else float("nan")
     summary = [
         f"- Noise ceiling, single seeds: seed {cfg.train.seeds[0]} vs seed {cfg.train.seeds[1]} Kendall {ceil_k:.3f} "
@@ -216,11 +215,10 @@ def write_report(out: Path, cfg: BenchConfig, source: str, table: pd.DataFrame, 
         f"{pairs['kendall'].mean():.3f} (Spearman {pairs['spearman'].mean():.3f}).",
         *([f"- Noise ceiling of a seed-averaged truth: {r['comparison']}: Kendall {r['kendall']:.3f} "
            f"[{r['kendall_lo']:.3f}, {r['kendall_hi']:.3f}], Spearman {r['spearman']:.3f}."
-           for _, r in ceilings[ceilings["kind"].isin(["halves", "all halves"])].iterrows()]
-          if "kind" in ceilings else []),
+           for _, r in ceilings[ceilings["kind"].isin(["halves", "all halves"])].iterrows()]),
         f"- `Kendall / ceiling` divides by {divisor:.3f}: "
         + ("the average over every split of the seeds into halves (the truth is a seed average)."
-           if "kind" in ceilings and (ceilings["kind"] == "all halves").any() else "the mean over seed pairs."),
+           if (ceilings["kind"] == "all halves").any() else "the mean over seed pairs."),
         f"- Best estimator at the {100 * headline:g} % warm-up: {best['label']} with Kendall {best['kendall']:.3f} "
         f"[{best['kendall_lo']:.3f}, {best['kendall_hi']:.3f}] ({best['kendall_frac']:.2f} of the ceiling).",
         f"- Training runs whose test log loss exceeds 1.0 (diverged; the label-rate baseline is about 0.5): "

@@ -208,20 +208,18 @@ def compare(
     if unknown:
         raise ValueError(f"seconds given for estimators with no scores: {unknown}")
 
-    ceilings_given = ceilings
-    ceilings = {}
-    for mname, metric in _METRICS.items():
-        vals = [
-            noise_ceiling(-ll[:, i], -ll[:, j], metric)
-            for i in range(n_seeds)
-            for j in range(i + 1, n_seeds)
-        ]
-        ceilings[mname] = float(np.mean(vals)) if vals else float("nan")
-    if ceilings_given is not None:
-        missing = sorted(set(_METRICS) - set(ceilings_given))
+    if ceilings is None:
+        ceilings = {
+            mname: float(np.mean([noise_ceiling(-ll[:, i], -ll[:, j], metric)
+                                  for i in range(n_seeds) for j in range(i + 1, n_seeds)]))
+            if n_seeds > 1 else float("nan")
+            for mname, metric in _METRICS.items()
+        }
+    else:
+        missing = sorted(set(_METRICS) - set(ceilings))
         if missing:
             raise ValueError(f"ceilings lacks {missing}")
-        ceilings = {m: float(ceilings_given[m]) for m in _METRICS}
+        ceilings = {m: float(ceilings[m]) for m in _METRICS}
 
     def top(p: np.ndarray, t: np.ndarray) -> float:
         return top_k_precision(p, t, frac)
