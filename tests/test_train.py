@@ -72,6 +72,26 @@ def assert_same_state(a: dict, b: dict, path: str = "") -> None:
             assert a[k] == b[k], f"{path}.{k}"
 
 
+class NaNAt:
+    """The real loader, with the dense features of batch ``k`` of epoch 0 set to NaN."""
+
+    def __init__(self, loader: ParquetBatchLoader, k: int) -> None:
+        self.loader, self.k, self.epoch = loader, k, 0
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def set_epoch(self, e: int) -> None:
+        self.epoch = e
+        self.loader.set_epoch(e)
+
+    def __iter__(self):
+        for i, b in enumerate(self.loader):
+            if i == self.k and self.epoch == 0:
+                b.dense_features[0, 0] = float("nan")
+            yield b
+
+
 # -- schedules ------------------------------------------------------------------------------------
 def test_lr_factor_ramps_linearly_then_decays_by_cosine() -> None:
     total = 100
@@ -165,25 +185,6 @@ def test_resume_after_interruption_equals_uninterrupted_run(synthetic: Path, tmp
 def test_nan_loss_stops_with_resumable_checkpoint_and_skip_mode_counts(synthetic: Path, tmp_path: Path) -> None:
     fm, train_l, _ = loaders(synthetic)
 
-    class NaNAt:
-        """The real loader, with the dense features of batch ``k`` of epoch 0 set to NaN."""
-
-        def __init__(self, loader: ParquetBatchLoader, k: int) -> None:
-            self.loader, self.k, self.epoch = loader, k, 0
-
-        def __len__(self) -> int:
-            return len(self.loader)
-
-        def set_epoch(self, e: int) -> None:
-            self.epoch = e
-            self.loader.set_epoch(e)
-
-        def __iter__(self):
-            for i, b in enumerate(self.loader):
-                if i == self.k and self.epoch == 0:
-                    b.dense_features[0, 0] = float("nan")
-                yield b
-
     build = lambda d: CTRModel(fm, SPEC, device=d)  # noqa: E731
     cfg = TrainConfig(max_steps=8, progress=False)
     with pytest.raises(NonFiniteLossError, match=r"step 4 \(epoch 0, batch 3\).*resumable checkpoint") as e:
@@ -249,6 +250,27 @@ def test_warmup_resume_equals_uninterrupted_and_load_supernet(synthetic: Path, t
         out = net(batch.dense_features, batch.sparse_features, spec)
         ref = net.extract(spec)(batch.dense_features, batch.sparse_features)
     assert out.shape == (16,) and torch.allclose(out, ref, atol=1e-5)
+
+
+def test_warmup_nan_stops_naming_the_subnet_and_resume_redraws_it(synthetic: Path, tmp_path: Path) -> None:
+    fm, train_l, _ = loaders(synthetic, batch_size=64, fraction=0.2)
+    space = SearchSpace.load("tiny")
+    cfg = WarmupConfig(epochs=1, lr=0.05, table_lr=0.05, progress=False)
+    full = warmup(fm, space, train_l, config=cfg, out_dir=tmp_path / "a")
+    with pytest.raises(NonFiniteLossError, match=r"warm-up loss non-finite \(nan\) at step 3 \(epoch 0, batch 2, subnet [0-9a-f]+\)") as e:
+        warmup(fm, space, NaNAt(train_l, 2), config=cfg, out_dir=tmp_path / "b")
+    assert Path(e.value.checkpoint).name == "step_00000002"
+    # the checkpoint holds the spec sampler from before the bad step: resuming on clean batches draws
+    # the same subnets as the uninterrupted run and ends in the same state
+    rest = warmup(fm, space, train_l, config=cfg, out_dir=tmp_path / "b")
+    assert rest.losses == full.losses[2:]
+    assert_same_state(
+        saved_state(latest_checkpoint(tmp_path / "a"), tmp_path / "a"),
+        saved_state(latest_checkpoint(tmp_path / "b"), tmp_path / "b"),
+    )
+    skip_cfg = WarmupConfig(epochs=1, lr=0.05, table_lr=0.05, on_nan="skip", progress=False)
+    skipped = warmup(fm, space, NaNAt(train_l, 2), config=skip_cfg, out_dir=tmp_path / "c")
+    assert skipped.skipped_steps == 1 and math.isnan(skipped.losses[2]) and skipped.steps == full.steps
 
 
 def test_load_supernet_names_missing_run(tmp_path: Path) -> None:

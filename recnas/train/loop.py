@@ -1,4 +1,5 @@
-"""Pieces shared by the standalone trainer and the supernet warm-up: one step, evaluation, progress.
+"""Pieces shared by the standalone trainer and the supernet warm-up: the step loop (resume position,
+bad-loss handling, checkpoints), one step, evaluation, progress.
 
 Both loops follow the same order per step, which the fused table optimizer dictates (it updates the
 tables *during* ``backward()``, so a bad loss must be caught before backward)::
@@ -14,6 +15,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from itertools import islice
 from typing import Any, NamedTuple
 
@@ -37,6 +39,8 @@ __all__ = [
     "lr_factor",
     "LR_SCHEDULES",
     "epoch_batches",
+    "LoopPosition",
+    "run_steps",
     "Progress",
     "ON_NAN",
 ]
@@ -211,3 +215,95 @@ class Progress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+@dataclass
+class LoopPosition:
+    """Where a run stands: steps taken, the epoch, batches done in it, steps skipped on a bad loss.
+    Saved with every checkpoint (:meth:`meta`) so a resumed run continues at the same batch."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    skipped: int = 0
+
+    def meta(self) -> dict[str, int]:
+        """The checkpoint fields (``step`` is saved by the checkpoint itself)."""
+        return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "skipped_steps": self.skipped}
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> LoopPosition:
+        return cls(meta["step"], meta["epoch"], meta["batch_in_epoch"], meta["skipped_steps"])
+
+
+def run_steps(
+    model: nn.Module,
+    optimizer: Any,
+    loader: Any,
+    env: DistEnv,
+    pos: LoopPosition,
+    *,
+    total: int,
+    stop_at_step: int | None,
+    begin_step: Callable[[int], Forward],
+    max_loss: float,
+    on_nan: str,
+    checkpoint_every: int,
+    save: Callable[[], Path],
+    progress: Progress,
+    what: str,
+    on_bad_step: Callable[[], str] | None = None,
+) -> list[float]:
+    """The step loop of both the trainer and the warm-up: epochs of ``loader`` from ``pos`` (updated
+    in place) until ``total`` steps, or ``stop_at_step``; returns the loss of every step taken.
+
+    ``begin_step(step)`` runs before each step (learning rate, the warm-up's subnet draw) and returns
+    the forward for it. A bad loss (:func:`train_step`) is counted in ``pos.skipped`` under
+    ``on_nan="skip"``; under ``"raise"`` the run saves a checkpoint from before the step and raises
+    :class:`NonFiniteLossError` naming ``what`` ("training" / "warm-up"), the step, epoch and batch.
+    ``on_bad_step()`` runs first: it undoes per-step state a resume must redo and returns extra
+    context for the message (", subnet <key>"). ``save()`` checkpoints ``pos`` every
+    ``checkpoint_every`` steps (0: never) before the last."""
+    losses: list[float] = []
+    steps_per_epoch = len(loader)
+    batch_size = 0
+    model.train()
+    while pos.step < total and (stop_at_step is None or pos.step < stop_at_step):
+        for i, batch in epoch_batches(loader, pos.epoch, pos.batch_in_epoch):
+            batch = batch.to(env.device)
+            batch_size = batch_size or batch.labels.numel()
+            forward = begin_step(pos.step)
+            loss, applied = train_step(model, optimizer, batch, env, forward, max_loss)
+            if not applied:
+                if on_nan == "raise":
+                    context = on_bad_step() if on_bad_step is not None else ""
+                    pos.batch_in_epoch = i  # resume retries this batch
+                    path = save()
+                    progress.close()
+                    raise NonFiniteLossError(
+                        f"{what} loss {describe_bad_loss(loss, max_loss)} at step {pos.step + 1} "
+                        f"(epoch {pos.epoch}, batch {i}{context}); nothing was updated. A resumable "
+                        f"checkpoint from before this step is at {path}. Lower the learning rates, "
+                        "check the input rows, or use on_nan='skip'.",
+                        step=pos.step + 1,
+                        checkpoint=str(path),
+                    )
+                pos.skipped += 1
+            losses.append(loss)
+            pos.step += 1
+            pos.batch_in_epoch = i + 1
+            progress.samples_per_step = batch_size * env.world_size
+            progress.update(pos.step, loss)
+            if checkpoint_every and pos.step % checkpoint_every == 0 and pos.step < total:
+                save()
+            if pos.step >= total or (stop_at_step is not None and pos.step >= stop_at_step):
+                break
+        else:
+            if pos.batch_in_epoch < steps_per_epoch:
+                raise RuntimeError(
+                    f"the training loader yielded {pos.batch_in_epoch} batches in epoch {pos.epoch} but "
+                    f"its len() is {steps_per_epoch}; it must yield len() batches every epoch"
+                )
+        if pos.batch_in_epoch >= steps_per_epoch:  # the epoch is done (also when we stopped at its end)
+            pos.epoch, pos.batch_in_epoch = pos.epoch + 1, 0
+    return losses

@@ -39,17 +39,17 @@ from recnas.train.checkpoint import (
 )
 from recnas.train.distributed import DistEnv, init_distributed, make_optimizer, shard
 from recnas.train.loop import (
+    LR_SCHEDULES,
     ON_NAN,
     EvalResult,
+    Forward,
+    LoopPosition,
     NonFiniteLossError,
     Progress,
-    epoch_batches,
-    LR_SCHEDULES,
-    describe_bad_loss,
     evaluate,
     lr_factor,
+    run_steps,
     set_lr,
-    train_step,
 )
 
 __all__ = ["TrainConfig", "TrainResult", "train", "DENSE_LR", "MAX_LOSS", "RESULT_FILE", "check_resume_config"]
@@ -216,7 +216,7 @@ def train(
     model = shard(build_model(torch.device("meta")), env, table_lr=config.table_lr, table_eps=config.eps)
     optimizer = make_optimizer(model, dense_lr=config.dense_lr, eps=config.eps)
 
-    step, epoch, batch_in_epoch, skipped = 0, 0, 0, 0
+    pos = LoopPosition()
     ckpt = latest_checkpoint(out) if resume else None
     if ckpt is not None:
         meta, rng = load_checkpoint(ckpt, model=model, optimizer=optimizer)
@@ -225,75 +225,35 @@ def train(
         check_resume_config(meta["config"], asdict(config), str(ckpt))
         check_resume_config(meta["describe"], describe or {}, str(ckpt), frozenset())
         restore_rng(rng)
-        step, epoch, batch_in_epoch, skipped = (
-            meta["step"], meta["epoch"], meta["batch_in_epoch"], meta["skipped_steps"]
-        )
+        pos = LoopPosition.from_meta(meta)
 
     def save() -> Path:
-        meta = {
-            "kind": "train",
-            "config": asdict(config),
-            "epoch": epoch,
-            "batch_in_epoch": batch_in_epoch,
-            "skipped_steps": skipped,
-            "total_steps": total,
-            "describe": describe or {},
-        }
+        meta = {"kind": "train", "config": asdict(config), **pos.meta(), "total_steps": total, "describe": describe or {}}
         return save_checkpoint(
-            out, step=step, model=model, optimizer=optimizer, meta=meta, rng=capture_rng(),
+            out, step=pos.step, model=model, optimizer=optimizer, meta=meta, rng=capture_rng(),
             keep=config.keep_checkpoints,
         )
 
-    batch_size = None
-    losses: list[float] = []
     scheduled = config.lr_schedule != "constant" or config.lr_warmup > 0
-    progress = Progress(total, step, 0, config.progress and env.is_main, desc="train")
+
+    def begin_step(step: int) -> Forward:
+        if scheduled:
+            set_lr(optimizer, lr_factor(step, total, config.lr_warmup, config.lr_schedule))
+        return _forward
+
+    start_step = pos.step
+    progress = Progress(total, start_step, 0, config.progress and env.is_main, desc="train")
     t0 = time.perf_counter()
-    start_step = step
-    model.train()
-    while step < total and (stop_at_step is None or step < stop_at_step):
-        for i, batch in epoch_batches(train_loader, epoch, batch_in_epoch):
-            batch = batch.to(env.device)
-            batch_size = batch_size or batch.labels.numel()
-            if scheduled:
-                set_lr(optimizer, lr_factor(step, total, config.lr_warmup, config.lr_schedule))
-            loss, applied = train_step(model, optimizer, batch, env, _forward, config.max_loss)
-            if not applied:
-                if config.on_nan == "raise":
-                    batch_in_epoch = i  # resume retries this batch
-                    path = save()
-                    progress.close()
-                    raise NonFiniteLossError(
-                        f"training loss {describe_bad_loss(loss, config.max_loss)} at step {step + 1} "
-                        f"(epoch {epoch}, batch {i}); nothing was updated. A resumable checkpoint from "
-                        f"before this step is at {path}. Lower the learning rates, check the input "
-                        "rows, or use on_nan='skip'.",
-                        step=step + 1,
-                        checkpoint=str(path),
-                    )
-                skipped += 1
-            losses.append(loss)
-            step += 1
-            batch_in_epoch = i + 1
-            progress.samples_per_step = batch_size * env.world_size
-            progress.update(step, loss)
-            if config.checkpoint_every and step % config.checkpoint_every == 0 and step < total:
-                save()
-            if step >= total or (stop_at_step is not None and step >= stop_at_step):
-                break
-        else:
-            if batch_in_epoch < steps_per_epoch:
-                raise RuntimeError(
-                    f"the training loader yielded {batch_in_epoch} batches in epoch {epoch} but its "
-                    f"len() is {steps_per_epoch}; it must yield len() batches every epoch"
-                )
-        if batch_in_epoch >= steps_per_epoch:  # the epoch is done (also when we stopped at its end)
-            epoch, batch_in_epoch = epoch + 1, 0
+    losses = run_steps(
+        model, optimizer, train_loader, env, pos, total=total, stop_at_step=stop_at_step,
+        begin_step=begin_step, max_loss=config.max_loss, on_nan=config.on_nan,
+        checkpoint_every=config.checkpoint_every, save=save, progress=progress, what="training",
+    )
     seconds = time.perf_counter() - t0
     progress.close()
+    step, skipped = pos.step, pos.skipped
     path = save() if (step != start_step or ckpt is None) else ckpt
-    done_steps = step - start_step
-    rate = done_steps * (batch_size or 0) * env.world_size / seconds if seconds > 0 else 0.0
+    rate = (step - start_step) * progress.samples_per_step / seconds if seconds > 0 else 0.0
     if step < total:  # stopped early on purpose
         return TrainResult(step, skipped, None, None, seconds, rate, tuple(losses), str(path))
 

@@ -20,7 +20,6 @@ Example::
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -47,13 +46,12 @@ from recnas.train.checkpoint import (
 from recnas.train.distributed import DistEnv, init_distributed, make_optimizer, shard
 from recnas.train.loop import (
     ON_NAN,
-    NonFiniteLossError,
+    Forward,
+    LoopPosition,
     Progress,
-    describe_bad_loss,
-    epoch_batches,
     lr_factor,
+    run_steps,
     set_lr,
-    train_step,
 )
 from recnas.train.trainer import MAX_LOSS, check_resume_config
 
@@ -214,7 +212,7 @@ def warmup(
     optimizer = make_optimizer(model, dense_lr=config.lr, eps=config.eps)
     rng = np.random.default_rng(config.seed)
 
-    step, epoch, batch_in_epoch, skipped = 0, 0, 0, 0
+    pos = LoopPosition()
     ckpt = latest_checkpoint(out) if resume else None
     if ckpt is not None:
         meta, rng_state = load_checkpoint(ckpt, model=model, optimizer=optimizer)
@@ -223,79 +221,49 @@ def warmup(
         check_resume_config(meta["config"], asdict(config), str(ckpt), _RESUME_FREE)
         check_resume_config(meta["describe"], describe, str(ckpt), frozenset())
         restore_rng(rng_state, {"spec_sampler": rng})
-        step, epoch, batch_in_epoch, skipped = (
-            meta["step"], meta["epoch"], meta["batch_in_epoch"], meta["skipped_steps"]
-        )
+        pos = LoopPosition.from_meta(meta)
 
     def save() -> Path:
-        meta = {
-            "kind": "warmup",
-            "config": asdict(config),
-            "epoch": epoch,
-            "batch_in_epoch": batch_in_epoch,
-            "skipped_steps": skipped,
-            "total_steps": total,
-            "describe": describe,
-        }
+        meta = {"kind": "warmup", "config": asdict(config), **pos.meta(), "total_steps": total, "describe": describe}
         return save_checkpoint(
-            out, step=step, model=model, optimizer=optimizer, meta=meta,
+            out, step=pos.step, model=model, optimizer=optimizer, meta=meta,
             rng=capture_rng({"spec_sampler": rng}), keep=config.keep_checkpoints,
         )
+
+    spec: ArchSpec | None = None
+    rng_before: dict[str, Any] = {}
+    full_count = 0
 
     def forward(m: nn.Module, batch: Batch) -> torch.Tensor:
         return m(batch.dense_features, batch.sparse_features, spec)
 
-    losses: list[float] = []
-    full_count, batch_size, start_step = 0, 0, step
-    progress = Progress(total, step, 0, config.progress and env.is_main, desc="warm-up")
+    def begin_step(step: int) -> Forward:
+        nonlocal spec, rng_before, full_count
+        rng_before = rng.bit_generator.state
+        spec, is_full = draw_spec(space, rng, full_path_probability(step, n_full))
+        full_count += int(is_full)
+        set_lr(optimizer, lr_factor(step, total, config.lr_warmup))
+        return forward
+
+    def on_bad_step() -> str:
+        rng.bit_generator.state = rng_before  # resume redraws this step's spec
+        return f", subnet {spec.key()}"
+
+    start_step = pos.step
+    progress = Progress(total, start_step, 0, config.progress and env.is_main, desc="warm-up")
     t0 = time.perf_counter()
-    model.train()
-    while step < total and (stop_at_step is None or step < stop_at_step):
-        for i, batch in epoch_batches(train_loader, epoch, batch_in_epoch):
-            batch = batch.to(env.device)
-            batch_size = batch_size or batch.labels.numel()
-            rng_before = rng.bit_generator.state
-            spec, is_full = draw_spec(space, rng, full_path_probability(step, n_full))
-            set_lr(optimizer, lr_factor(step, total, config.lr_warmup))
-            loss, applied = train_step(model, optimizer, batch, env, forward, config.max_loss)
-            if not applied:
-                if config.on_nan == "raise":
-                    batch_in_epoch = i
-                    rng.bit_generator.state = rng_before  # resume redraws this step's spec
-                    path = save()
-                    progress.close()
-                    raise NonFiniteLossError(
-                        f"warm-up loss {describe_bad_loss(loss, config.max_loss)} at step {step + 1} (epoch {epoch}, batch {i}, "
-                        f"subnet {spec.key()}); nothing was updated. A resumable checkpoint from "
-                        f"before this step is at {path}. Lower the learning rate, check the input "
-                        "rows, or use on_nan='skip'.",
-                        step=step + 1,
-                        checkpoint=str(path),
-                    )
-                skipped += 1
-            full_count += int(is_full)
-            losses.append(loss)
-            step += 1
-            batch_in_epoch = i + 1
-            progress.samples_per_step = batch_size * env.world_size
-            progress.update(step, loss)
-            if config.checkpoint_every and step % config.checkpoint_every == 0 and step < total:
-                save()
-            if step >= total or (stop_at_step is not None and step >= stop_at_step):
-                break
-        else:
-            if batch_in_epoch < steps_per_epoch:
-                raise RuntimeError(
-                    f"the training loader yielded {batch_in_epoch} batches in epoch {epoch} but its "
-                    f"len() is {steps_per_epoch}; it must yield len() batches every epoch"
-                )
-        if batch_in_epoch >= steps_per_epoch:  # the epoch is done (also when we stopped at its end)
-            epoch, batch_in_epoch = epoch + 1, 0
+    losses = run_steps(
+        model, optimizer, train_loader, env, pos, total=total, stop_at_step=stop_at_step,
+        begin_step=begin_step, max_loss=config.max_loss, on_nan=config.on_nan,
+        checkpoint_every=config.checkpoint_every, save=save, progress=progress, what="warm-up",
+        on_bad_step=on_bad_step,
+    )
     seconds = time.perf_counter() - t0
     progress.close()
+    step, skipped = pos.step, pos.skipped
     if step != start_step or ckpt is None:
         save()
-    rate = (step - start_step) * batch_size * env.world_size / seconds if seconds > 0 else 0.0
+    rate = (step - start_step) * progress.samples_per_step / seconds if seconds > 0 else 0.0
     if step < total:
         return WarmupResult(step, skipped, full_count, seconds, rate, tuple(losses), None)
 
