@@ -136,10 +136,8 @@ def test_build_writes_one_sane_row_per_arch_and_seed(built: tuple[BenchConfig, p
 
 def test_rebuild_trains_nothing_and_changed_settings_are_refused(built: tuple[BenchConfig, pd.DataFrame], work: Path) -> None:
     cfg, df = built
-    t0 = time.perf_counter()
     again = build(cfg, progress=False)
-    assert time.perf_counter() - t0 < 10
-    pd.testing.assert_frame_equal(again, df)
+    pd.testing.assert_frame_equal(again, df)  # finished_at included: no row was retrained
     changed = load_bench(_pipeline(work, "full", work / "cache", sample_seed=4))
     with pytest.raises(ValueError, match=r"built with different settings \(differ: \['sample_seed'\]\)"):
         build(changed, progress=False)
@@ -240,6 +238,24 @@ def test_parallel_workers_give_the_sequential_rows(built: tuple[BenchConfig, pd.
     expected = reference[reference["arch"] < n].reset_index(drop=True)
     pd.testing.assert_frame_equal(df[SAME_COLUMNS], expected[SAME_COLUMNS], check_exact=True)
     assert not (Path(par.output) / "runs").exists()
+
+
+def test_build_without_validation_gives_the_same_test_rows_and_nan_validation(
+    built: tuple[BenchConfig, pd.DataFrame], work: Path
+) -> None:
+    cfg, reference = built
+    n = 2
+    novalid = load_bench(_pipeline(work, "novalid", work / "cache", num_archs=n), ["train.validate=false"])
+    df = build(novalid, progress=False)
+    assert df["val_logloss"].isna().all() and df["val_auc"].isna().all()
+    same = [c for c in SAME_COLUMNS if not c.startswith("val_")]
+    expected = reference[reference["arch"] < n].reset_index(drop=True)
+    pd.testing.assert_frame_equal(df[same], expected[same], check_exact=True)
+    # not part of the build signature: the same build resumes with validation back on
+    grown = load_bench(_pipeline(work, "novalid", work / "cache", num_archs=n + 1))
+    df2 = build(grown, progress=False)
+    assert df2.loc[df2["arch"] < n, "val_logloss"].isna().all() and df2.loc[df2["arch"] == n, "val_logloss"].notna().all()
+    pd.testing.assert_frame_equal(df2[df2["arch"] < n].reset_index(drop=True), df)
 
 
 def test_parallel_failure_keeps_the_finished_runs_and_names_the_failed_one(
@@ -360,9 +376,11 @@ def test_compare_rerun_uses_cached_scores(compared: tuple[BenchConfig, Path]) ->
     cfg, _ = compared
     out = Path(cfg.output)
     before = pd.read_csv(out / "results.csv")
-    t0 = time.perf_counter()
+    cached = {p: p.stat().st_mtime_ns for p in (out / "scores").glob("*.json")}
+    assert cached
     run_compare(cfg, progress=False)
-    assert time.perf_counter() - t0 < 60
+    # no score vector was recomputed (a computed one is rewritten), and the numbers are the same
+    assert {p: p.stat().st_mtime_ns for p in (out / "scores").glob("*.json")} == cached
     after = pd.read_csv(out / "results.csv")
     pd.testing.assert_frame_equal(before, after)
 

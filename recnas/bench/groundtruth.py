@@ -12,7 +12,7 @@ column                  meaning
 ``key``                 ``spec.key()``
 ``spec``                the spec as JSON
 ``seed``                training seed
-``val_logloss/auc``     validation log loss / AUC after training
+``val_logloss/auc``     validation log loss / AUC after training (NaN with ``train.validate: false``)
 ``test_logloss/auc``    test log loss / AUC after training
 ``params``              parameters of the dense part (``num_params(False)``)
 ``params_total``        parameters including the embedding tables
@@ -39,6 +39,7 @@ process dies (e.g. killed) exits within a second, so a resumed build never share
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
 import pickle
@@ -215,7 +216,7 @@ def _train_one(cfg: BenchConfig, d: _Data, spec: ArchSpec, seed: int, run_dir: P
         d.splits["train"], fm, batch_size=t.batch_size, shuffle=True, seed=seed, drop_last=True,
         fraction=t.fraction if t.fraction < 1.0 else None,
     )
-    val_loader = ParquetBatchLoader(d.splits["valid"], fm, batch_size=t.eval_batch_size)
+    val_loader = ParquetBatchLoader(d.splits["valid"], fm, batch_size=t.eval_batch_size) if t.validate else None
     test_loader = ParquetBatchLoader(d.splits["test"], fm, batch_size=t.eval_batch_size)
     config = TrainConfig(
         epochs=t.epochs, max_steps=t.max_steps, dense_lr=t.dense_lr, table_lr=t.table_lr, seed=seed,
@@ -229,7 +230,8 @@ def _train_one(cfg: BenchConfig, d: _Data, spec: ArchSpec, seed: int, run_dir: P
     )
     meta = CTRModel(fm, spec, device=torch.device("meta"))
     return {
-        "val_logloss": r.val.logloss, "val_auc": r.val.auc,
+        "val_logloss": r.val.logloss if r.val is not None else math.nan,
+        "val_auc": r.val.auc if r.val is not None else math.nan,
         "test_logloss": r.test.logloss, "test_auc": r.test.auc,
         "params": int(meta.num_params(include_embeddings=False)),
         "params_total": int(meta.num_params(include_embeddings=True)),
