@@ -84,12 +84,9 @@ def _ln_init(*weights_and_biases: torch.Tensor) -> None:
             t.fill_(1.0 if i % 2 == 0 else 0.0)
 
 
-def _ln(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor, rows: Index) -> torch.Tensor:
-    """Elastic LayerNorm over the last axis of ``h`` ``(..., d)`` with the first ``d`` of ``w``, ``b`` ``(Dmax,)``.
-
-    ``rows`` is the output-width prefix of the layer ``h`` came from (None: all of ``w``).
-    """
-    return F.layer_norm(h, (h.shape[-1],), take(w, rows), take(b, rows))
+def _ln(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """LayerNorm over the last axis of ``h`` ``(..., d)`` with the sliced affine ``w``, ``b`` ``(d,)``."""
+    return F.layer_norm(h, (h.shape[-1],), w, b)
 
 
 def _efc(s: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -122,8 +119,8 @@ class ElasticFC(nn.Module):
 
     def forward(self, x: torch.Tensor, s: torch.Tensor, p: BlockPlan) -> torch.Tensor:
         """x ``(B, Dx)``, s unused -> ``(B, d)``."""
-        h = F.linear(x, take(self.weight, p.d_rows, p.x_cols), take(self.bias, p.d_rows))
-        return F.relu(_ln(h, self.norm_weight, self.norm_bias, p.d_rows))
+        w = self.sliced(p)
+        return F.relu(_ln(F.linear(x, w["weight"], w["bias"]), w["norm_weight"], w["norm_bias"]))
 
     @staticmethod
     def macs(d: int, dx: int, ns: int, e: int) -> int:
@@ -182,16 +179,14 @@ class ElasticDot(nn.Module):
 
     def forward(self, x: torch.Tensor, s: torch.Tensor, p: BlockPlan) -> torch.Tensor:
         """x ``(B, Dx)``, s ``(B, Ns, e)`` -> ``(B, d)``."""
-        px = F.linear(x, take(self.proj, p.e_rows, p.x_cols))
-        px = F.relu(_ln(px, self.proj_norm_weight, self.proj_norm_bias, p.e_rows))  # (B, e)
-        # q = Q s + b_q over the field axis: (B, k, e)
-        q = _efc(s, take(self.field_proj, p.q_rows, p.s_fields), take(self.field_proj_bias, p.q_rows))
+        w = self.sliced(p)
+        px = F.relu(_ln(F.linear(x, w["proj"]), w["proj_norm_weight"], w["proj_norm_bias"]))  # (B, e)
+        q = _efc(s, w["field_proj"], w["field_proj_bias"])  # q = Q s + b_q over the field axis: (B, k, e)
         z = torch.cat([px.unsqueeze(1), q], dim=1)  # (B, 1+k, e)
         zz = torch.bmm(z, z.transpose(1, 2)).flatten(1)  # (B, (1+k)^2)
         pairs = zz.index_select(1, p.pair_idx)  # (B, k(k+1)/2)
         h = torch.cat([x, pairs], dim=1)
-        o = F.linear(h, take(self.weight, p.d_rows, p.dot_cols), take(self.bias, p.d_rows))
-        return F.relu(_ln(o, self.norm_weight, self.norm_bias, p.d_rows))
+        return F.relu(_ln(F.linear(h, w["weight"], w["bias"]), w["norm_weight"], w["norm_bias"]))
 
     @staticmethod
     def macs(d: int, dx: int, ns: int, e: int) -> int:
@@ -239,10 +234,10 @@ class _TwoBranch(nn.Module):
 
     def _branches(self, x: torch.Tensor, s: torch.Tensor, p: BlockPlan) -> tuple[torch.Tensor, torch.Tensor]:
         """x ``(B, Dx)``, s ``(B, Ns, e)`` -> ``a = relu(LN1(W1 x + b1))``, ``b = LN2(W2 flat(s) + b2)``, ``(B, d)``."""
-        a = F.linear(x, take(self.weight1, p.d_rows, p.x_cols), take(self.bias1, p.d_rows))
-        a = F.relu(_ln(a, self.norm1_weight, self.norm1_bias, p.d_rows))
-        b = F.linear(s.reshape(s.shape[0], -1), take(self.weight2, p.d_rows, p.s_flat), take(self.bias2, p.d_rows))
-        return a, _ln(b, self.norm2_weight, self.norm2_bias, p.d_rows)
+        w = self.sliced(p)
+        a = F.relu(_ln(F.linear(x, w["weight1"], w["bias1"]), w["norm1_weight"], w["norm1_bias"]))
+        b = F.linear(s.reshape(s.shape[0], -1), w["weight2"], w["bias2"])
+        return a, _ln(b, w["norm2_weight"], w["norm2_bias"])
 
     @staticmethod
     def macs(d: int, dx: int, ns: int, e: int) -> int:
@@ -298,9 +293,9 @@ class ElasticCross(nn.Module):
 
     def forward(self, x: torch.Tensor, s: torch.Tensor, p: BlockPlan) -> torch.Tensor:
         """x ``(B, Dx)``, s unused -> ``(B, d)``."""
-        u = F.linear(x, take(self.weight0, p.d_rows, p.x_cols), take(self.bias0, p.d_rows))
-        u = _ln(u, self.norm0_weight, self.norm0_bias, p.d_rows)
-        return u * F.linear(u, take(self.weight1, p.d_rows, p.d_rows), take(self.bias1, p.d_rows)) + u
+        w = self.sliced(p)
+        u = _ln(F.linear(x, w["weight0"], w["bias0"]), w["norm0_weight"], w["norm0_bias"])
+        return u * F.linear(u, w["weight1"], w["bias1"]) + u
 
     @staticmethod
     def macs(d: int, dx: int, ns: int, e: int) -> int:
@@ -336,8 +331,8 @@ class ElasticEFC(nn.Module):
 
     def forward(self, s: torch.Tensor, p: BlockPlan) -> torch.Tensor:
         """s ``(B, Ns, e)`` -> ``(B, sd, e)``."""
-        t = _efc(s, take(self.weight, p.s_rows, p.s_fields), take(self.bias, p.s_rows))
-        return _ln(t, self.norm_weight, self.norm_bias, p.e_rows)
+        w = self.sliced(p)
+        return _ln(_efc(s, w["weight"], w["bias"]), w["norm_weight"], w["norm_bias"])
 
     @staticmethod
     def macs(sd: int, ns: int, e: int) -> int:
@@ -450,8 +445,9 @@ class DeepFM(nn.Module):
 
     def forward(self, y0: torch.Tensor, t0: torch.Tensor, p: BlockPlan) -> torch.Tensor:
         """y0 ``(B, d)``, t0 ``(B, sd, e)`` -> ``(B, d)``."""
+        w = self.sliced(p)
         fm = 0.5 * (t0.sum(1).square() - t0.square().sum(1))
-        return y0 + _ln(F.linear(fm, take(self.weight, p.d_rows, p.e_rows)), self.norm_weight, self.norm_bias, p.d_rows)
+        return y0 + _ln(F.linear(fm, w["weight"]), w["norm_weight"], w["norm_bias"])
 
     @staticmethod
     def macs(d: int, sd: int, e: int) -> int:
@@ -486,8 +482,8 @@ class DenseSparseInteract(nn.Module):
 
     def forward(self, y0: torch.Tensor, t0: torch.Tensor, p: BlockPlan) -> torch.Tensor:
         """y0 ``(B, d)``, t0 ``(B, sd, e)`` -> ``(B, sd + 1, e)``."""
-        extra = F.linear(y0, take(self.weight, p.e_rows, p.d_rows), take(self.bias, p.e_rows))
-        extra = _ln(extra, self.norm_weight, self.norm_bias, p.e_rows)
+        w = self.sliced(p)
+        extra = _ln(F.linear(y0, w["weight"], w["bias"]), w["norm_weight"], w["norm_bias"])
         return torch.cat([t0, extra.unsqueeze(1)], dim=1)
 
     @staticmethod
@@ -512,8 +508,9 @@ class Head(nn.Module):
 
     def forward(self, y: torch.Tensor, t: torch.Tensor, cols: Index) -> torch.Tensor:
         """y ``(B, d)``, t ``(B, F, e)`` -> logits ``(B,)``."""
+        w = self.sliced(cols)
         h = torch.cat([y, t.reshape(t.shape[0], -1)], dim=1)
-        return F.linear(h, take(self.weight, None, cols), self.bias).squeeze(1)
+        return F.linear(h, w["weight"], w["bias"]).squeeze(1)
 
     @staticmethod
     def macs(d: int, fields: int, e: int) -> int:
