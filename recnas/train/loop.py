@@ -40,6 +40,7 @@ __all__ = [
     "LR_SCHEDULES",
     "epoch_batches",
     "LoopPosition",
+    "StepsRun",
     "run_steps",
     "Progress",
     "ON_NAN",
@@ -236,6 +237,15 @@ class LoopPosition:
         return cls(meta["step"], meta["epoch"], meta["batch_in_epoch"], meta["skipped_steps"])
 
 
+class StepsRun(NamedTuple):
+    """What :func:`run_steps` did: the loss of every step taken, their wall time, and the global
+    training throughput (samples/s over all ranks; 0 when no step was taken)."""
+
+    losses: list[float]
+    seconds: float
+    samples_per_s: float
+
+
 def run_steps(
     model: nn.Module,
     optimizer: Any,
@@ -250,12 +260,14 @@ def run_steps(
     on_nan: str,
     checkpoint_every: int,
     save: Callable[[], Path],
-    progress: Progress,
+    show_progress: bool,
+    desc: str,
     what: str,
     on_bad_step: Callable[[], str] | None = None,
-) -> list[float]:
+) -> StepsRun:
     """The step loop of both the trainer and the warm-up: epochs of ``loader`` from ``pos`` (updated
-    in place) until ``total`` steps, or ``stop_at_step``; returns the loss of every step taken.
+    in place) until ``total`` steps, or ``stop_at_step``, with a progress bar ``desc`` if
+    ``show_progress``.
 
     ``begin_step(step)`` runs before each step (learning rate, the warm-up's subnet draw) and returns
     the forward for it. A bad loss (:func:`train_step`) is counted in ``pos.skipped`` under
@@ -266,7 +278,9 @@ def run_steps(
     ``checkpoint_every`` steps (0: never) before the last."""
     losses: list[float] = []
     steps_per_epoch = len(loader)
-    batch_size = 0
+    batch_size, start_step = 0, pos.step
+    progress = Progress(total, start_step, 0, show_progress, desc=desc)
+    t0 = time.perf_counter()
     model.train()
     while pos.step < total and (stop_at_step is None or pos.step < stop_at_step):
         for i, batch in epoch_batches(loader, pos.epoch, pos.batch_in_epoch):
@@ -306,4 +320,7 @@ def run_steps(
                 )
         if pos.batch_in_epoch >= steps_per_epoch:  # the epoch is done (also when we stopped at its end)
             pos.epoch, pos.batch_in_epoch = pos.epoch + 1, 0
-    return losses
+    seconds = time.perf_counter() - t0
+    progress.close()
+    rate = (pos.step - start_step) * batch_size * env.world_size / seconds if seconds > 0 else 0.0
+    return StepsRun(losses, seconds, rate)

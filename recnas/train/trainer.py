@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,7 +44,6 @@ from recnas.train.loop import (
     Forward,
     LoopPosition,
     NonFiniteLossError,
-    Progress,
     evaluate,
     lr_factor,
     run_steps,
@@ -242,18 +240,14 @@ def train(
         return _forward
 
     start_step = pos.step
-    progress = Progress(total, start_step, 0, config.progress and env.is_main, desc="train")
-    t0 = time.perf_counter()
-    losses = run_steps(
+    losses, seconds, rate = run_steps(
         model, optimizer, train_loader, env, pos, total=total, stop_at_step=stop_at_step,
         begin_step=begin_step, max_loss=config.max_loss, on_nan=config.on_nan,
-        checkpoint_every=config.checkpoint_every, save=save, progress=progress, what="training",
+        checkpoint_every=config.checkpoint_every, save=save, show_progress=config.progress and env.is_main,
+        desc="train", what="training",
     )
-    seconds = time.perf_counter() - t0
-    progress.close()
     step, skipped = pos.step, pos.skipped
     path = save() if (step != start_step or ckpt is None) else ckpt
-    rate = (step - start_step) * progress.samples_per_step / seconds if seconds > 0 else 0.0
     if step < total:  # stopped early on purpose
         return TrainResult(step, skipped, None, None, seconds, rate, tuple(losses), str(path))
 

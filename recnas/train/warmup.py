@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,7 +47,6 @@ from recnas.train.loop import (
     ON_NAN,
     Forward,
     LoopPosition,
-    Progress,
     lr_factor,
     run_steps,
     set_lr,
@@ -250,20 +248,16 @@ def warmup(
         return f", subnet {spec.key()}"
 
     start_step = pos.step
-    progress = Progress(total, start_step, 0, config.progress and env.is_main, desc="warm-up")
-    t0 = time.perf_counter()
-    losses = run_steps(
+    losses, seconds, rate = run_steps(
         model, optimizer, train_loader, env, pos, total=total, stop_at_step=stop_at_step,
         begin_step=begin_step, max_loss=config.max_loss, on_nan=config.on_nan,
-        checkpoint_every=config.checkpoint_every, save=save, progress=progress, what="warm-up",
+        checkpoint_every=config.checkpoint_every, save=save, show_progress=config.progress and env.is_main,
+        desc="warm-up", what="warm-up",
         on_bad_step=on_bad_step,
     )
-    seconds = time.perf_counter() - t0
-    progress.close()
     step, skipped = pos.step, pos.skipped
     if step != start_step or ckpt is None:
         save()
-    rate = (step - start_step) * progress.samples_per_step / seconds if seconds > 0 else 0.0
     if step < total:
         return WarmupResult(step, skipped, full_count, seconds, rate, tuple(losses), None)
 
