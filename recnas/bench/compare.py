@@ -20,8 +20,8 @@ killed compare resumes and a rerun with more estimators only computes what is ne
 from __future__ import annotations
 
 import hashlib
-import math
 import json
+import math
 import os
 import sys
 import time
@@ -43,8 +43,8 @@ from recnas.space.spec import ArchSpec
 __all__ = ["ScoreSet", "run_compare", "ceiling_table", "judge", "RESULTS_FILE", "SCORES_FILE"]
 
 RESULTS_FILE = "results.csv"
-MAX_SEED_SPLITS = 1000  # ceiling_table averages over every split of the seeds up to this many, else this many random ones
 SCORES_FILE = "scores.csv"
+MAX_SEED_SPLITS = 1000  # ceiling_table averages over every split of the seeds up to this many, else this many random ones
 
 
 @dataclass(frozen=True)
@@ -319,8 +319,8 @@ def ceiling_table(truth_logloss: np.ndarray, cfg: BenchConfig) -> pd.DataFrame:
     metrics = (("spearman", stats.spearman), ("kendall", stats.kendall))
     rows = []
 
-    def add(name: str, kind: str, a: np.ndarray, b: np.ndarray) -> None:
-        row: dict[str, Any] = {"comparison": name, "kind": kind, "seeds_per_side": 1}
+    def add(name: str, kind: str, a: np.ndarray, b: np.ndarray, m: int = 1) -> None:
+        row: dict[str, Any] = {"comparison": name, "kind": kind, "seeds_per_side": m}
         for mname, metric in metrics:
             row[mname] = metric(-a, -b)
             row[f"{mname}_lo"], row[f"{mname}_hi"] = stats.bootstrap_ci(
@@ -347,11 +347,10 @@ def ceiling_table(truth_logloss: np.ndarray, cfg: BenchConfig) -> pd.DataFrame:
 
     if k >= 4:
         even, odd = truth_logloss[:, 0::2].mean(axis=1), truth_logloss[:, 1::2].mean(axis=1)
-        add(f"mean of seeds {list(seeds[0::2])} vs mean of {list(seeds[1::2])}", "halves", even, odd)
-        rows[-1]["seeds_per_side"] = k // 2
+        add(f"mean of seeds {list(seeds[0::2])} vs mean of {list(seeds[1::2])}", "halves", even, odd, k // 2)
         # agreement of two disjoint m-seed means (m = 2 .. up to the halves): how the ceiling grows
         # with the seeds averaged
-        for m in range(2, (k // 2 - 1 if k % 2 == 0 else k // 2) + 1):
+        for m in range(2, (k - 1) // 2 + 1):
             pairs, which = _seed_splits(k, m, m, s.seed)
             average(f"mean of {m} seeds vs mean of {m} others: average over {which} disjoint pairs "
                     "(lo/hi: the extreme pairs)", "disjoint means", pairs, m)
