@@ -69,7 +69,7 @@ def test_every_estimator_gives_finite_deterministic_scores(supernet: Supernet, s
     ctx_a, ctx_b = _ctx(supernet, init), _ctx(supernet, init)
     for name in ALL:
         est = make_estimator(name)
-        if est.requires_supernet and init == "fresh":
+        if est.needs_supernet and init == "fresh":
             with pytest.raises(ValueError, match="'oneshot' scores inherited weights"):
                 est.score(specs, ctx_a)
             continue

@@ -339,7 +339,7 @@ def _check_estimators(cfg: BenchConfig, source: str) -> None:
             raise ConfigError(f"{source}: '{where}.inits': {e.name!r} reads no weights; use [none] or leave it out")
         if e.name not in WEIGHT_FREE and "none" in inits:
             raise ConfigError(f"{source}: '{where}.inits': {e.name!r} needs weights; use inherit and/or fresh")
-        if est.requires_supernet and "fresh" in inits:
+        if est.needs_supernet and "fresh" in inits:
             raise ConfigError(f"{source}: '{where}.inits': {e.name!r} scores inherited weights only; drop 'fresh'")
         if e.display in labels:
             raise ConfigError(f"{source}: '{where}.label': {e.display!r} is used twice; give each entry its own label")

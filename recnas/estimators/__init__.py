@@ -39,6 +39,7 @@ from recnas.estimators.sigeo import SIGEO_PRESETS, SIGEO_TERMS, SiGeo
 from recnas.estimators.size import Flops, Params
 from recnas.estimators.synflow import Synflow
 from recnas.estimators.zico import ZiCo
+import recnas.predictors  # noqa: E402,F401  (registers the predictors as estimators)
 
 __all__ = [
     "ESTIMATORS",

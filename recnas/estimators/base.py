@@ -4,8 +4,12 @@ An estimator follows the scikit-learn contract: its parameters are the explicit 
 ``__init__``, stored unchanged under the same names (no logic there), so ``get_params`` / ``clone``
 work for free. Its main method is ``score(specs, ctx) -> (n,)`` -- one float per architecture,
 **higher = predicted better, i.e. lower log loss**. Predictor-style estimators (trained on measured
-architectures) set ``requires_fit = True`` and add ``fit(specs, y) -> self``; learned state ends in
-``_``.
+architectures, :class:`recnas.predictors.Predictor`) set ``needs_fit = True`` and add
+``fit(specs, y) -> self``; learned state ends in ``_``.
+
+Capabilities are class attributes that callers (the bench, the search) read instead of names:
+``needs_weights`` (reads a candidate's weights: ``False`` for size proxies, scored once with
+``init: none``), ``needs_supernet`` (meaningful only with inherited weights) and ``needs_fit``.
 
 Subclasses that set a class attribute ``name`` are registered in :data:`ESTIMATORS` when their
 module is imported (all built-in ones are, by ``import recnas.estimators``).
@@ -44,14 +48,17 @@ class Estimator:
 
     Class attributes:
         name: registry name (``make_estimator(name)``); empty for abstract classes.
-        requires_fit: predictor-style estimators must be ``fit`` on measured architectures first.
-        requires_supernet: the estimator is only meaningful with inherited weights
+        needs_weights: the score reads the candidate's weights (``False``: a size proxy, the
+            same under every ``init``).
+        needs_supernet: the estimator is only meaningful with inherited weights
             (``ctx.init == "inherit"`` and a supernet), e.g. the one-shot score.
+        needs_fit: predictor-style estimators must be ``fit`` on measured architectures first.
     """
 
     name: ClassVar[str] = ""
-    requires_fit: ClassVar[bool] = False
-    requires_supernet: ClassVar[bool] = False
+    needs_weights: ClassVar[bool] = True
+    needs_supernet: ClassVar[bool] = False
+    needs_fit: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -105,9 +112,9 @@ class Estimator:
     # -- scoring ---------------------------------------------------------------------------------
     def score(self, specs: Sequence[ArchSpec], ctx: ScoringContext) -> np.ndarray:
         """Scores ``specs``: ``(len(specs),)`` float64, higher = predicted lower log loss."""
-        if self.requires_fit and not getattr(self, "is_fitted_", False):
+        if self.needs_fit and not getattr(self, "is_fitted_", False):
             raise RuntimeError(f"estimator {self.name!r} must be fit before it can score")
-        if self.requires_supernet and (ctx.init != "inherit" or ctx.supernet is None):
+        if self.needs_supernet and (ctx.init != "inherit" or ctx.supernet is None):
             raise ValueError(
                 f"estimator {self.name!r} scores inherited weights: it needs a supernet and "
                 f"init='inherit' (got init={ctx.init!r}, supernet={'set' if ctx.supernet else None})"

@@ -23,7 +23,7 @@ class OneShot(Estimator):
     """Negated validation log loss at inherited weights (needs a supernet and ``val_batches``)."""
 
     name = "oneshot"
-    requires_supernet = True
+    needs_supernet = True
 
     def __init__(self) -> None:
         pass

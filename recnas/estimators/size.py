@@ -34,6 +34,7 @@ class Params(Estimator):
     """
 
     name = "params"
+    needs_weights = False
 
     def __init__(self, include_embeddings: bool = True) -> None:
         self.include_embeddings = include_embeddings
@@ -46,6 +47,7 @@ class Flops(Estimator):
     """FLOPs of one example's forward pass, ``CTRModel.flops_per_example()`` (more = predicted better)."""
 
     name = "flops"
+    needs_weights = False
 
     def __init__(self) -> None:
         pass
