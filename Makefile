@@ -14,8 +14,11 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# The speed benchmarks are benchmarks/bench_*.py (each runs with no arguments). The other scripts in
+# benchmarks/ are diagnostics over a finished run and take its folder as an argument (their docstrings
+# say how), so they are not part of this loop.
 bench: setup
-	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) data/cache runs

@@ -10,6 +10,9 @@ architecture's dense parameter tensors, and prints Kendall's tau of
   (negated mean test log loss: higher is better, as in the report).
 
     .venv/bin/python benchmarks/zico_size_diagnostic.py runs/bench_synth
+
+It is a diagnostic over a finished run, not a speed benchmark, so ``make bench`` (which runs
+``benchmarks/bench_*.py``) does not run it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path, help="a bench output folder (scores.csv, archs.jsonl, build.json)")
     args = ap.parse_args()
+    missing = [f for f in ("scores.csv", "archs.jsonl", "build.json") if not (args.run / f).is_file()]
+    if missing:
+        ap.error(f"{args.run} is not a finished bench comparison folder (missing {', '.join(missing)})")
 
     import torch
 
