@@ -9,13 +9,31 @@ For a candidate with parameter tensors theta_m and per-minibatch gradients g_b, 
 
 Gradients are taken at the candidate's (inherited or fresh) weights, one per minibatch of
 ``ctx.batches``, with no optimizer step -- that keeps the supernet untouched and matches ZiCo.
-``local_steps = k > 0`` instead runs k Adagrad steps on a *private copy* (as the public SiGeo code
-does, batch b = step mod n) and takes each step's gradient at that step's weights; theta . g_b then
-uses the same step's weights. (Embedding rows are not updated by those steps.)
+``local_steps = k >= 2`` instead runs k plain Adagrad steps on a *private copy* (constant lr
+``local_lr``, default 0.04; torch's default eps 1e-10; no gradient clipping; batch b = step mod n)
+and takes each step's gradient at the weights before that step's update; theta . g_b uses those
+same weights, and the loss term is the mean of the k steps' losses. (Embedding rows are not
+updated by those steps.)
 
-Deliberately unlike the public code: all coordinates of every tensor enter ZiCo (not the first one
-with nonzero std), no layer is frozen, gradients are keyed by parameter name (not ``str(module)``),
-std has ddof = 0, and the Fisher-Rao term uses mean_b (theta . g_b)^2 (not |theta . sum_b g_b|).
+How that differs from the public SiGeo code (``nasrec/eval_subnet_from_supernet.py`` with
+``--zeroshot zico-fr`` and ``nasrec/utils/train_utils.py``, as its run scripts call it:
+``--learning_rate 0.04 --max_train_steps 500 --finetune_whole_supernet 0``). The public code takes
+4 steps of Adagrad with eps 1e-2 under a cosine schedule with linear warm-up from 1e-8 over
+``max_train_steps // 10`` = 50 steps, so the four steps run at lr 1e-8, 1e-8, 8e-4 and 1.6e-3 (0.04
+is the schedule's peak, never reached in 4 steps); it clips each step's gradient to norm 5 before
+the step and records the clipped gradient; its Fisher-Rao term is log(|theta_4 . sum_b g_b| + 1e-10)
+with theta_4 the weights *after* the last step against the sum of the 4 gradients; its loss term is
+the last step's loss alone; and with ``--finetune_whole_supernet 0`` the embedding tables and all
+blocks are frozen, so only the final layer's parameters get gradients and enter the terms. recnas
+does none of these: it keeps the constant ``local_lr``, torch's eps, no clipping, no frozen layer,
+the per-step theta_b . g_b and the mean loss described above. The ``local_steps`` option is an
+Adagrad-steps variant in the spirit of the public code, not a reproduction of it.
+
+Also unlike the public code, in both modes: all coordinates of every tensor enter ZiCo (the public
+code takes only the first coordinate with nonzero std), gradients are keyed by parameter name (not
+``str(module)`` plus shape, which merges layers that print identically), std has ddof = 0 (torch's
+default there is ddof = 1), and the Fisher-Rao term is log(mean_b (theta . g_b)^2) (not
+log(|theta . sum_b g_b| + 1e-10)).
 
 **log(0) guard.** ``mean_b (theta . g_b)^2`` is exactly 0 only when theta . g_b = 0 on every
 minibatch (e.g. all weights zero, or no gradient reaches any weight); it is floored at the smallest
@@ -121,8 +139,10 @@ class SiGeo(Estimator):
             ground-truth benchmark (and reported there).
         embeddings: ``"none"`` | ``"rows"`` (see the module docstring).
         local_steps: 0 (default: gradients at the given weights over ``ctx.batches``) or k >= 2
-            Adagrad steps on a private copy, taking each step's gradient (the public code's way).
-        local_lr: Adagrad learning rate of those steps (the public code's 0.04).
+            Adagrad steps on a private copy, taking each step's gradient (modelled on the public
+            code's 4 fine-tuning steps, but not the same: see the module docstring).
+        local_lr: constant Adagrad learning rate of those steps. 0.04 is the peak lr of the public
+            code's schedule; its 4 steps actually run at 1e-8, 1e-8, 8e-4, 1.6e-3.
     """
 
     name = "sigeo"
