@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -190,42 +189,66 @@ def test_import_takes_an_earlier_builds_rows_as_finished(built: tuple[BenchConfi
         import_rows(load_bench(p), bad)
 
 
+# Every column but the timings: runs are seeded and use one thread, so a run in a worker process
+# (or resumed from a checkpoint) must give the bit-identical losses of the same run in this process.
+SAME_COLUMNS = [c for c in COLUMNS if c not in ("train_seconds", "samples_per_s", "finished_at")]
+
+
+def _checkpoints_per_run(steps: int, every: int, start: int = 0) -> int:
+    """Checkpoints a run of ``steps`` steps writes from step ``start``: every ``every`` steps before
+    the last, then the final one."""
+    return len(range(start - start % every + every, steps, every)) + 1
+
+
 def test_killed_build_resumes_without_retraining(built: tuple[BenchConfig, pd.DataFrame], work: Path) -> None:
+    """Killed (SIGKILL at a fault point, recnas.faults) right after the 3rd row is recorded, then
+    after the 4th run's first checkpoint; each resume keeps every finished row and checkpoint, and
+    the result is the uninterrupted build's, bit for bit."""
     _, reference = built
     p = _pipeline(work, "killed", work / "cache")
     out = work / "killed"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(_cli("build", str(p), "--no-progress"), cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 240
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            if (out / TABLE_FILE).exists() and len(read_table(out)) >= 2:
-                break
-            time.sleep(0.05)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    before = read_table(out)
-    assert 2 <= len(before) < N_ARCHS * 2, "the build should have been killed part-way"
+    every = 4  # train.checkpoint_every of _pipeline
+    steps = int(reference["steps"].iloc[0])
+    per_run = _checkpoints_per_run(steps, every)
+    assert steps > every, "each run must checkpoint before its end for this test"
 
-    r = subprocess.run(_cli("build", str(p), "--no-progress"), cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
+    def run(fault: str | None) -> subprocess.CompletedProcess:
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        env.pop("RECNAS_FAULT", None)
+        if fault:
+            env["RECNAS_FAULT"] = fault
+        return subprocess.run(_cli("build", str(p), "--no-progress"), cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=300)
+
+    # 1. killed right after the 3rd row was written (before its run folder was removed)
+    r = run("bench.row:3")
+    assert r.returncode == -signal.SIGKILL, r.stderr[-3000:]
+    first = read_table(out)
+    pd.testing.assert_frame_equal(first[SAME_COLUMNS], reference[SAME_COLUMNS].iloc[:3], check_exact=True)
+    runs = out / "runs"
+    key1 = reference["key"].iloc[2]
+    assert [d.name for d in runs.iterdir()] == [f"0001-{key1}-s0"]  # the 3rd row's folder, left behind
+
+    # 2. resumed, killed right after the 4th run's first checkpoint: no row retrained, the stale
+    #    folder removed, the 4th run's checkpoint at step `every` kept for the next resume
+    r = run("train.checkpoint:1")
+    assert r.returncode == -signal.SIGKILL, r.stderr[-3000:]
+    pd.testing.assert_frame_equal(read_table(out), first)  # finished_at too: nothing retrained
+    (left,) = runs.iterdir()
+    assert left.name == f"0001-{key1}-s1"
+    assert (left / "checkpoints" / "LATEST").read_text().strip() == f"step_{every:08d}"
+
+    # 3. resumed to the end. Armed one checkpoint past what a resume writes (the rest of the 4th run
+    #    from step `every`, then the whole runs after it): had the 4th run restarted from step 0 it would write
+    #    one more checkpoint and be killed.
+    n = len(reference)
+    rest = _checkpoints_per_run(steps, every, start=every) + (n - 4) * per_run
+    r = run(f"train.checkpoint:{rest + 1}")
+    assert r.returncode == 0, r.stderr[-3000:]
     after = read_table(out)
-    # finished rows were kept as they were (not retrained: same timestamps and timings)
-    pd.testing.assert_frame_equal(after.iloc[: len(before)].reset_index(drop=True), before)
-    # and the end result is the uninterrupted build's set of rows, with the same metrics
-    cols = ["key", "seed", "test_logloss", "val_logloss", "test_auc", "params", "flops", "steps"]
-    a = after[cols].sort_values(["key", "seed"]).reset_index(drop=True)
-    b = reference[cols].sort_values(["key", "seed"]).reset_index(drop=True)
-    pd.testing.assert_frame_equal(a[["key", "seed", "params", "flops", "steps"]], b[["key", "seed", "params", "flops", "steps"]])
-    np.testing.assert_allclose(a[["test_logloss", "val_logloss", "test_auc"]], b[["test_logloss", "val_logloss", "test_auc"]], atol=1e-5)
-    assert not (out / "runs").exists()
-
-
-# Every column but the timings: runs are seeded and use one thread, so a run in a worker process
-# must give the bit-identical losses of the same run in this process.
-SAME_COLUMNS = [c for c in COLUMNS if c not in ("train_seconds", "samples_per_s", "finished_at")]
+    pd.testing.assert_frame_equal(after.iloc[:3], first)
+    pd.testing.assert_frame_equal(after[SAME_COLUMNS], reference[SAME_COLUMNS], check_exact=True)
+    assert not runs.exists()
 
 
 def test_parallel_workers_give_the_sequential_rows(built: tuple[BenchConfig, pd.DataFrame], work: Path) -> None:

@@ -26,7 +26,8 @@ column                  meaning
 The table is kept sorted by ``(arch, seed)``. A killed build resumes: finished rows are never
 retrained; an architecture that was being trained continues from its last checkpoint
 (``train.checkpoint_every``). A run's folder (``OUTPUT/runs/<arch>-<key>-s<seed>``) is deleted once
-its row is recorded.
+its row is recorded (or, if the build was killed in between, when the build is resumed). The fault
+point ``bench.row`` (:mod:`recnas.faults`) is passed right after each row is durably recorded.
 
 ``train.workers > 1`` trains that many runs at once, each in its own spawned process (a world of one
 over an in-memory store, so workers share no ports) with ``train.threads`` torch threads. Only the
@@ -57,6 +58,7 @@ import numpy as np
 import pandas as pd
 
 from recnas.bench.config import BenchConfig, build_signature
+from recnas.faults import fault_point
 from recnas.space.space import SearchSpace
 from recnas.space.spec import ArchSpec
 
@@ -341,6 +343,12 @@ def build(cfg: BenchConfig, source: str = "pipeline", progress: bool = True) -> 
     def run_dir(i: int, spec: ArchSpec, seed: int) -> Path:
         return out / "runs" / f"{i:04d}-{spec.key()}-s{seed}"
 
+    # a build killed between recording a row and removing its run folder left that folder behind
+    for i, spec in enumerate(specs):
+        for seed in cfg.train.seeds:
+            if (spec.key(), seed) in done:
+                shutil.rmtree(run_dir(i, spec, seed), ignore_errors=True)
+
     def record(i: int, spec: ArchSpec, seed: int, result: dict[str, Any]) -> None:
         """Adds a finished run's row, rewrites the table, removes the run's folder, reports."""
         nonlocal df, n_done
@@ -350,6 +358,7 @@ def build(cfg: BenchConfig, source: str = "pipeline", progress: bool = True) -> 
         df = pd.concat([df, pd.DataFrame([row])], ignore_index=True) if len(df) else pd.DataFrame([row])
         df = df.sort_values(["arch", "seed"], kind="stable", ignore_index=True)
         _write_table(out, df)
+        fault_point("bench.row")  # the row is durable; a kill here leaves only the run folder behind
         shutil.rmtree(run_dir(i, spec, seed), ignore_errors=True)
         n_done += 1
         if progress:

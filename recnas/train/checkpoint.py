@@ -38,6 +38,8 @@ import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch import nn
 
+from recnas.faults import fault_point
+
 __all__ = [
     "CHECKPOINT_DIR",
     "save_checkpoint",
@@ -155,6 +157,10 @@ def save_checkpoint(
 
     Returns:
         The checkpoint directory.
+
+    Once the checkpoint is complete on every rank, each rank passes the fault point
+    ``"<kind>.checkpoint"`` (``meta["kind"]``: ``train.checkpoint`` for the trainer,
+    ``warmup.checkpoint`` for the supernet warm-up; see :mod:`recnas.faults`), once per checkpoint.
     """
     root = _ckpt_root(run_dir)
     name = f"step_{step:08d}"
@@ -170,6 +176,7 @@ def save_checkpoint(
             if old != final:
                 shutil.rmtree(old, ignore_errors=True)
     _barrier()
+    fault_point(f"{meta.get('kind', 'unknown')}.checkpoint")
     return final
 
 
