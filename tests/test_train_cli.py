@@ -1,5 +1,5 @@
 """``recnas arch train`` and ``recnas supernet warmup`` in real subprocesses: results line, clear
-errors, and a warm-up killed mid-run that resumes to the state of an uninterrupted run."""
+errors, and a warm-up killed at a checkpoint that resumes to the state of an uninterrupted run."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +33,13 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return prepare_synthetic(tmp_path_factory.mktemp("synthetic"), 3000, seed=3, hash_size=300)
 
 
-def recnas(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def recnas(*args: str, cwd: Path, fault: str | None = None) -> subprocess.CompletedProcess:
+    """``python -m recnas ARGS``; ``fault`` arms ``RECNAS_FAULT`` (see recnas.faults)."""
+    env = {k: v for k, v in ENV.items() if k != "RECNAS_FAULT"}
+    if fault:
+        env["RECNAS_FAULT"] = fault
     return subprocess.run([sys.executable, "-m", "recnas", *args], capture_output=True, text=True,
-                          cwd=cwd, env=ENV, timeout=240)
+                          cwd=cwd, env=env, timeout=240)
 
 
 def test_arch_train_prints_results_and_refuses_to_overwrite(synthetic: Path, tmp_path: Path, repo_root: Path) -> None:
@@ -69,23 +72,24 @@ def test_arch_train_rejects_bad_spec_naming_the_file(synthetic: Path, tmp_path: 
 
 @pytest.mark.slow
 def test_killed_warmup_resumes_to_the_uninterrupted_state(synthetic: Path, tmp_path: Path, repo_root: Path) -> None:
+    """SIGKILLed at a fault point (recnas.faults) right after its 5th checkpoint (step 15), the
+    warm-up resumes from there, redoing no step, to the bit-identical state of an uninterrupted run."""
     out = tmp_path / "sn"
+    total, every = 60, 3
     args = ["supernet", "warmup", "--data", str(synthetic), "--space", "tiny", "--fraction", "1.0",
-            "--batch-size", "32", "--max-steps", "60", "--checkpoint-every", "3", "--lr", "0.05",
+            "--batch-size", "32", "--max-steps", str(total), "--checkpoint-every", str(every), "--lr", "0.05",
             "--table-lr", "0.05", "--out", str(out), "--no-progress"]
-    proc = subprocess.Popen([sys.executable, "-m", "recnas", *args], cwd=repo_root, env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 200
-    while latest_checkpoint(out) is None and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate()
-    assert proc.returncode == -signal.SIGKILL, "the warm-up finished before it could be killed"
+    p = recnas(*args, cwd=repo_root, fault="warmup.checkpoint:5")
+    assert p.returncode == -signal.SIGKILL, p.stderr[-3000:]
+    assert latest_checkpoint(out).name == f"step_{5 * every:08d}"
     assert not (out / "supernet.json").exists()
 
-    p = recnas(*args, "--resume", cwd=repo_root)
+    # Armed one checkpoint past what a resume from step 15 writes (every 3 steps to 57, then the
+    # final one): a warm-up that restarted from step 0 would write more and be killed.
+    resumed = len(range(6 * every, total, every)) + 1
+    p = recnas(*args, "--resume", cwd=repo_root, fault=f"warmup.checkpoint:{resumed + 1}")
     assert p.returncode == 0, p.stderr[-3000:]
-    assert "warm-up: steps 60" in p.stdout and (out / "supernet.json").exists()
+    assert f"warm-up: steps {total}" in p.stdout and (out / "supernet.json").exists()
 
     # the same run, uninterrupted, in this process (the CLI's loader settings)
     fm, splits = load_prepared(synthetic)
