@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     quiet_libraries()
     from recnas.search.config import load_pipeline
     from recnas.search.final import format_final
-    from recnas.search.journal import JournalError
+    from recnas.study import StoreError as JournalError
     from recnas.search.runner import run_search
     from recnas.train.distributed import init_distributed, shutdown_distributed
 

@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,9 +20,10 @@ import yaml
 
 from recnas.config import ConfigError
 from recnas.search.config import PipelineConfig, load_pipeline
-from recnas.search.journal import Journal, JournalError
 from recnas.search.runner import JOURNAL_FILE, read_journal, run_search, search_loop
 from recnas.space import SearchSpace
+from recnas.study import StoreError as JournalError
+from recnas.study import Study, TrialStore
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -88,7 +88,7 @@ def test_pipeline_unknown_key_names_dotted_path_and_allowed_keys(tmp_path):
         load_pipeline(p)
     msg = str(e.value)
     assert str(p) in msg and "'search.budgt'" in msg
-    assert "['budget', 'children', 'population', 'sample', 'seed', 'strategy']" in msg
+    assert "['batch', 'budget', 'params', 'seed', 'strategy']" in msg
     with pytest.raises(ConfigError, match=r"unknown key 'supernet.fration'.*'fraction'"):
         load_pipeline(_write(tmp_path / "q.yaml", {}), ["supernet.fration=0.1"])
     with pytest.raises(ConfigError, match=r"unknown key 'outptu'"):
@@ -99,10 +99,14 @@ def test_pipeline_bad_values_name_their_key(tmp_path):
     p = _write(tmp_path / "p.yaml", {})
     with pytest.raises(ConfigError, match=r"'search.budget': expected an integer"):
         load_pipeline(p, ["search.budget=lots"])
-    with pytest.raises(ConfigError, match=r"search.strategy: expected 'evolution' or 'random', got 'grid'"):
+    with pytest.raises(ConfigError, match=r"search.strategy: unknown 'grid'; known: \['evolution', 'predictor', 'random'\]"):
         load_pipeline(p, ["search.strategy=grid"])
-    with pytest.raises(ConfigError, match=r"search.sample must be in \[1, search.population=8\]"):
+    with pytest.raises(ConfigError, match=r"'search': evolution: sample must be in \[1, population=8\]"):
         load_pipeline(p, ["search.population=8", "search.sample=9"])
+    with pytest.raises(ConfigError, match=r"'search': strategy 'predictor': unknown parameters \['pol'\]"):
+        load_pipeline(p, ["search.strategy=predictor", "search.params={pol: 3}"])
+    with pytest.raises(ConfigError, match=r"search.children and search.params.children are both set"):
+        load_pipeline(p, ["search.children=4", "search.params={children: 2}"])
     with pytest.raises(ConfigError, match=r"supernet.fraction must be in \(0, 1\]"):
         load_pipeline(p, ["supernet.fraction=0"])
     with pytest.raises(ConfigError, match=r"unknown estimator 'sigoe'; known estimators are \[.*'sigeo'"):
@@ -115,8 +119,9 @@ def test_pipeline_bad_values_name_their_key(tmp_path):
 
 def test_pipeline_defaults_are_nasrecs_full_run(tmp_path):
     cfg = load_pipeline(_write(tmp_path / "p.yaml", {}))
-    s = cfg.search
-    assert (s.strategy, s.population, s.sample, s.children, s.budget) == ("evolution", 128, 64, 8, 2048)
+    s = cfg.search.make(SearchSpace.load(cfg.space))
+    assert (s.name, s.population, s.sample, s.children, cfg.search.budget) == ("evolution", 128, 64, 8, 2048)
+    assert cfg.search.batch == 0 and s.default_batch == 8
     assert cfg.estimator.name == "sigeo" and cfg.estimator.init == "inherit"
     assert isinstance(cfg, PipelineConfig)
 
@@ -132,14 +137,14 @@ def test_cli_reports_a_bad_pipeline_in_one_line(tmp_path):
 # -- the loop: replay and cache -----------------------------------------------------------------
 
 
-def test_loop_replays_a_cut_journal_and_caches_repeats(tmp_path):
-    """A real estimator (flops, fresh weights): a journal cut after k records and continued equals
-    the uninterrupted one, replayed records are not rescored, and repeated architectures are
+def test_loop_continues_a_cut_store_and_caches_repeats(tmp_path):
+    """A real estimator (flops, fresh weights): a store cut after k records and continued equals
+    the uninterrupted one, measured candidates are not measured again, and repeated architectures are
     recorded as cached with their first score."""
     from recnas.data.batch import random_batch
     from recnas.data.feature_map import DenseFeature, FeatureMap, SparseFeature
     from recnas.estimators import ScoringContext, make_estimator
-    from recnas.search.runner import make_search_strategy
+    from recnas.study.evaluators import ProxyEvaluator
     from recnas.train.distributed import init_distributed
 
     fm = FeatureMap("t", tuple(DenseFeature(f"I{i}") for i in range(2)),
@@ -151,17 +156,24 @@ def test_loop_replays_a_cut_journal_and_caches_repeats(tmp_path):
     env = init_distributed()
 
     class Counting:
+        name = "flops"
+
         def __init__(self):
             self.est, self.n = make_estimator("flops"), 0
+
+        def get_params(self):
+            return {}
 
         def score(self, specs, c):
             self.n += len(specs)
             return self.est.score(specs, c)
 
     def run(path: Path, budget: int, est) -> list[dict]:
-        j = Journal.open(path, {"x": 1})
-        search_loop(make_search_strategy(cfg, space), est, ctx, j, list(j.trials), budget, 4, env, progress=False)
-        j.close()
+        store = TrialStore.open(path, {"x": 1})
+        ev = ProxyEvaluator(est, ctx, identity={})
+        study = Study(store, space, measure=ev.measure, settings=ev.settings)
+        search_loop(cfg.search.make(space), ev, study, budget, 4, env, progress=False)
+        store.close()
         return [r for r in map(json.loads, path.read_text().splitlines()) if r["type"] == "trial"]
 
     full = run(tmp_path / "full.jsonl", 60, Counting())
@@ -177,10 +189,11 @@ def test_loop_replays_a_cut_journal_and_caches_repeats(tmp_path):
     run(tmp_path / "again.jsonl", 60, est_full)
     assert est_full.n == len(first)  # each distinct architecture scored once
 
-    # Cut mid-generation (k = 23 is not a multiple of 4) and continue.
+    # Cut mid-batch (after the 23rd measurement, 23 not a multiple of 4) with a partial line, and continue.
     lines = (tmp_path / "full.jsonl").read_text().splitlines(keepends=True)
+    n_keep = [i for i, ln in enumerate(lines) if json.loads(ln)["type"] == "trial"][22] + 1
     cut = tmp_path / "cut.jsonl"
-    cut.write_text("".join(lines[:24]) + lines[24][:30])  # header + 23 records + a partial one
+    cut.write_text("".join(lines[:n_keep]) + lines[n_keep][:30])
     est = Counting()
     resumed = run(cut, 60, est)
     assert [(r["key"], r["score"], r["cached"]) for r in resumed] == [(r["key"], r["score"], r["cached"]) for r in full]
@@ -191,6 +204,29 @@ def test_loop_replays_a_cut_journal_and_caches_repeats(tmp_path):
     longer = run(tmp_path / "short.jsonl", 60, Counting())
     assert [r["key"] for r in short] == [r["key"] for r in full[:30]]
     assert [r["key"] for r in longer] == [r["key"] for r in full]
+
+
+def test_a_schema_1_journal_is_converted_once_and_continued(reference, workdir):
+    """A run folder of recnas before the trial store (journal schema 1: header version 1, trial records
+    without study/batch/measure) is converted in place on the next run, measures nothing again, and
+    continues to a larger budget exactly as the uninterrupted run does."""
+    cfg, result = reference
+    old = workdir / "schema1"
+    d = _pipeline(workdir / "cache", old, supernet={"reuse": str(result.run_dir)}, search={"budget": 12})
+    fresh = run_search(load_pipeline(_write(workdir / "schema1.yaml", d)), progress=False)
+    v1_header = {"type": "header", "version": 1, "config": {**json.loads(
+        (old / JOURNAL_FILE).read_text().splitlines()[0])["config"]}}
+    s = v1_header["config"]["search"]
+    v1_header["config"]["search"] = {"strategy": s["strategy"], "seed": s["seed"], **s["params"]}
+    v1 = [json.dumps(v1_header)] + [json.dumps({k: t[k] for k in ("type", "index", "key", "spec", "score", "seconds", "cached")})
+                                    for t in fresh.trials]
+    (old / JOURNAL_FILE).write_text("\n".join(v1) + "\n")
+    again = run_search(load_pipeline(_write(workdir / "schema1.yaml", d)), progress=False)
+    assert again.scored_now == 0 and (old / "journal.v1.jsonl").read_text() == "\n".join(v1) + "\n"
+    assert json.loads((old / JOURNAL_FILE).read_text().splitlines()[0])["schema"] == 2
+    d["search"]["budget"] = cfg.search.budget
+    longer = run_search(load_pipeline(_write(workdir / "schema1.yaml", d)), progress=False)
+    assert [(t["key"], t["score"]) for t in longer.trials] == [(t["key"], t["score"]) for t in result.trials]
 
 
 # -- whole runs ---------------------------------------------------------------------------------
@@ -261,27 +297,20 @@ def test_rerun_scores_nothing_and_other_settings_are_refused(reference, workdir)
 
 
 def test_killed_search_resumes_to_the_same_journal(reference, workdir):
-    """A real `recnas search` subprocess, terminated once some candidates are journalled, then
-    rerun with --resume, ends with the reference run's journal (same keys, scores, order)."""
+    """A real `recnas search` subprocess, SIGKILLed right after its 7th measurement is recorded
+    (fault point ``search.trial``), then rerun with --resume, ends with the reference run's journal
+    (same keys, scores, order) and measures only what the store did not hold."""
     cfg, result = reference
     out = workdir / "killed"
     d = _pipeline(workdir / "cache", out, supernet={"reuse": str(result.run_dir)})
     p = _write(workdir / "killed.yaml", d)
-    proc = subprocess.Popen([PY, "-m", "recnas", "search", str(p), "--no-progress"], env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    journal = out / JOURNAL_FILE
-    deadline = time.time() + TIMEOUT
-    n = 0
-    while time.time() < deadline and proc.poll() is None:
-        n = len(journal.read_text().splitlines()) - 1 if journal.exists() else 0
-        if n >= 6:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, f"search ended before it could be killed: {proc.communicate()[1][-2000:]}"
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=60)
-    killed_at = len(_trials(out))
-    assert 6 <= killed_at < cfg.search.budget
+    r = subprocess.run([PY, "-m", "recnas", "search", str(p), "--no-progress"], env={**_env(), "RECNAS_FAULT": "search.trial:7"},
+                       capture_output=True, text=True, timeout=TIMEOUT)
+    assert r.returncode == -signal.SIGKILL, r.stderr[-3000:]
+    killed = _trials(out)
+    assert len(killed) == 7
+    pending = [json.loads(x) for x in (out / JOURNAL_FILE).read_text().splitlines() if '"asked"' in x]
+    assert len(pending) == 8  # two batches of 4 asked; the 8th proposal was asked, not measured
 
     r = subprocess.run([PY, "-m", "recnas", "search", str(p), "--resume", "--no-progress"], env=_env(),
                        capture_output=True, text=True, timeout=TIMEOUT)
@@ -291,6 +320,11 @@ def test_killed_search_resumes_to_the_same_journal(reference, workdir):
     assert [(t["key"], t["score"], t["cached"]) for t in resumed] == [
         (t["key"], t["score"], t["cached"]) for t in result.trials
     ]
+    assert resumed[:7] == killed  # the records before the kill are kept as they were
+    records = [json.loads(x) for x in (out / JOURNAL_FILE).read_text().splitlines()[1:]]
+    trials = [t for t in records if t["type"] == "trial"]
+    assert len(trials) == cfg.search.budget  # nothing measured twice
+    assert sum(t["type"] == "asked" and t["index"] < 8 for t in records) == 8  # nothing asked twice
 
 
 def _free_port() -> int:

@@ -1,7 +1,7 @@
 """recnas.search: the search runner behind ``recnas search`` (and ``recnas demo``).
 
 - :mod:`~recnas.search.config`: the pipeline file (:class:`PipelineConfig`, :func:`load_pipeline`).
-- :mod:`~recnas.search.journal`: the append-only, fsynced journal of scored candidates.
+- :mod:`~recnas.study`: the trial store every search reads and writes (``RUN_DIR/journal.jsonl``).
 - :mod:`~recnas.search.strategies`: random search and regularized evolution (ask/tell, seeded).
 - :mod:`~recnas.search.runner`: :func:`run_search` -- data, warm-up, the journalled loop, retrain,
   report, export, final training; the run-folder layout is documented there.

@@ -128,33 +128,59 @@ class SearchConfig:
     """The ``search:`` section (defaults: NASRec's full run).
 
     Attributes:
-        strategy: ``evolution`` (regularized evolution) or ``random``.
-        budget: candidates to score in all (NASRec: 2,048). Raising it and rerunning into the same
+        strategy: a registered strategy (``recnas.search.strategies.STRATEGIES``): ``evolution``
+            (regularized evolution), ``random`` or ``predictor``.
+        params: the strategy's keyword parameters, e.g. ``{population: 128, sample: 64,
+            children: 8}`` for evolution (NASRec's, the defaults) or ``{predictor: ridge}``.
+            For evolution, ``population``, ``sample`` and ``children`` may also be written
+            directly under ``search:`` (the form before strategies took parameters).
+        budget: candidates to measure in all (NASRec: 2,048). Raising it and rerunning into the same
             folder continues the search.
-        population, sample, children: regularized evolution's population size, tournament size and
-            children per generation (NASRec: 128, 64, 8). ``children`` is also the number of
-            candidates asked for at a time (one generation), for either strategy.
+        batch: candidates asked for at a time (0: the strategy's own; evolution: one generation).
         seed: the strategy's seed; the same on every rank, so all ranks propose the same candidates.
     """
 
     strategy: str = "evolution"
+    params: dict[str, Any] = field(default_factory=dict)
     budget: int = 2048
-    population: int = 128
-    sample: int = 64
-    children: int = 8
+    batch: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.strategy not in ("evolution", "random"):
-            raise ValueError(f"search.strategy: expected 'evolution' or 'random', got {self.strategy!r}")
+        from recnas.search.strategies import STRATEGIES
+
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"search.strategy: unknown {self.strategy!r}; known: {sorted(STRATEGIES)}")
         if self.budget < 1:
             raise ValueError(f"search.budget must be >= 1, got {self.budget}")
-        if self.children < 1:
-            raise ValueError(f"search.children must be >= 1, got {self.children}")
-        if self.strategy == "evolution" and not 1 <= self.sample <= self.population:
-            raise ValueError(
-                f"search.sample must be in [1, search.population={self.population}], got {self.sample}"
-            )
+        if self.batch < 0:
+            raise ValueError(f"search.batch must be >= 0 (0: the strategy's own), got {self.batch}")
+
+    def make(self, space: Any) -> Any:
+        """The strategy, seeded (the same on every rank)."""
+        from recnas.search.strategies import make_strategy
+
+        return make_strategy(self.strategy, space, seed=self.seed, **self.params)
+
+
+LEGACY_EVOLUTION_KEYS = ("population", "sample", "children")
+
+
+def normalize_search(d: dict[str, Any]) -> dict[str, Any]:
+    """Moves the legacy ``search.population/sample/children`` keys into ``search.params`` (a key
+    given in both places is an error)."""
+    s = d.get("search")
+    if not isinstance(s, dict) or not any(k in s for k in LEGACY_EVOLUTION_KEYS):
+        return d
+    s = dict(s)
+    params = dict(s.get("params") or {})
+    for k in LEGACY_EVOLUTION_KEYS:
+        if k in s:
+            if k in params:
+                raise ConfigError(f"search.{k} and search.params.{k} are both set; keep one")
+            params[k] = s.pop(k)
+    s["params"] = params
+    return {**d, "search": s}
 
 
 @dataclass(frozen=True)
@@ -268,8 +294,10 @@ def load_pipeline(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
         beside = Path(path).parent / space
         if not Path(space).exists() and beside.exists():
             d["space"] = str(beside.resolve())  # a space file next to the pipeline file
+    d = normalize_search(d)
     cfg = from_dict(PipelineConfig, d, source=str(path))
     _check_estimator(cfg.estimator, str(path))
+    _check_strategy(cfg.search, cfg.space, str(path))
     return cfg
 
 
@@ -283,17 +311,33 @@ def _check_estimator(est: EstimatorConfig, source: str) -> None:
         raise ConfigError(f"{source}: 'estimator': {e}") from None
 
 
+def _check_strategy(search: SearchConfig, space: str, source: str) -> None:
+    """Fails early on an unknown strategy parameter or a bad value (the strategy's message)."""
+    from recnas.space import SearchSpace
+
+    try:
+        search.make(SearchSpace.load(space))
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{source}: 'search': {e}") from None
+
+
 def journal_config(cfg: PipelineConfig, space: dict[str, Any]) -> dict[str, Any]:
     """What the journal header pins: everything that decides which candidates are proposed and
     what they score, the ops' version included. The budget, top-k, retraining, export, output folder and checkpoint cadence
     may change between a run and its continuation."""
+    from recnas.models.ops import OPS_VERSION
+    from recnas.space import SearchSpace
+
     data = cfg.data.identity()
     supernet = to_dict(cfg.supernet)
     for k in ("checkpoint_every", "on_nan", "max_loss"):  # when to save / what to do with a bad step
         supernet.pop(k)
     search = to_dict(cfg.search)
     search.pop("budget")
-    from recnas.models.ops import OPS_VERSION
+    strategy = cfg.search.make(SearchSpace.from_dict(space))
+    search["params"] = {n: getattr(strategy, n) for n in strategy.param_names()}  # defaults spelled out
+    if cfg.search.batch == 0:  # asking the strategy's own batch explicitly is the same run
+        search["batch"] = strategy.default_batch
 
     return {
         "ops_version": OPS_VERSION,

@@ -1,7 +1,7 @@
 """Production training after a search (``final.top > 0``): the exported best architectures and the
 baselines, trained the same way on the same data, so a user sees whether the search paid off.
 
-Uses engineer H's API (:func:`recnas.export.train_export`, :func:`recnas.export.train_baseline`):
+Uses the export package's API (:func:`recnas.export.train_export`, :func:`recnas.export.train_baseline`):
 each model trains into ``RUN_DIR/final/<name>/`` (resumable; a finished one is read back), and the
 comparison goes to ``RUN_DIR/final.csv``.
 """

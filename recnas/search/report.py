@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from recnas.search.config import PipelineConfig
+from recnas.space import SearchSpace
 
 __all__ = ["write_report", "architecture_size", "plot_score_distribution", "plot_best_so_far"]
 
@@ -163,7 +164,7 @@ def write_report(run_dir: Path, cfg: PipelineConfig, fm: Any, trials: list[dict[
     pngs = [
         plot_score_distribution(scores, run_dir / "score_distribution.png", f"score distribution ({title})"),
         plot_best_so_far(scores, run_dir / "best_so_far.png", f"best score so far ({title})",
-                         cfg.search.population if cfg.search.strategy == "evolution" else None),
+                         getattr(cfg.search.make(SearchSpace.load(cfg.space)), "population", None)),
         plot_table(header, rows, run_dir / "top_k.png", f"top {len(top)} ({title})"),
     ]
 
@@ -174,8 +175,8 @@ def write_report(run_dir: Path, cfg: PipelineConfig, fm: Any, trials: list[dict[
         "",
         f"- space: `{cfg.space}`; estimator: `{cfg.estimator.name}` {json.dumps(cfg.estimator.params)} "
         f"(init {cfg.estimator.init}, {cfg.estimator.batches} x {cfg.estimator.batch_size} scoring rows)",
-        f"- strategy: `{cfg.search.strategy}` (population {cfg.search.population}, sample {cfg.search.sample}, "
-        f"children {cfg.search.children}, seed {cfg.search.seed}); budget {cfg.search.budget}",
+        f"- strategy: `{cfg.search.strategy}` {json.dumps(cfg.search.params, sort_keys=True)} (seed {cfg.search.seed}); "
+        f"budget {cfg.search.budget}",
         f"- supernet warm-up: fraction {cfg.supernet.fraction} of the training rows, batch {cfg.supernet.batch_size}, "
         f"lr {cfg.supernet.lr}" + (f", reused from `{cfg.supernet.reuse}`" if cfg.supernet.reuse else ""),
         f"- candidates in the journal: {len(trials)} ({len(trials) - n_cached} scored, {n_cached} repeats taken "

@@ -2,8 +2,9 @@
 
 :func:`run_search` does the whole job of ``recnas search`` in one process or under torchrun. Every
 step can be cut short and rerun: the data stage is cached, the warm-up resumes from its checkpoints
-(and is skipped once ``supernet.json`` exists), and the search replays ``journal.jsonl`` into a fresh
-strategy with the same seed, so finished candidates are never scored again.
+(and is skipped once ``supernet.json`` exists), and the search reads its history from the run's trial
+store (``journal.jsonl``, :mod:`recnas.study`): proposals are recorded before they are measured and
+measurements as they finish, so a killed search measures only what the store does not hold.
 
 Run folder (``output:``), the layout ``recnas export RUN_DIR`` reads::
 
@@ -13,8 +14,9 @@ Run folder (``output:``), the layout ``recnas export RUN_DIR`` reads::
     RUN_DIR/supernet.json     the warmed-up supernet's card: load_supernet(RUN_DIR)
     RUN_DIR/supernet/         its weights (DCP), also loadable as load_supernet(RUN_DIR / "supernet")
     RUN_DIR/checkpoints/      warm-up checkpoints (resume)
-    RUN_DIR/journal.jsonl     header + one record per scored candidate (index, key, spec, score,
-                              seconds, cached)
+    RUN_DIR/journal.jsonl     the trial store: header + one ``asked`` record per proposal and one
+                              ``trial`` record per measured candidate (index, batch, key, spec,
+                              measure, settings, score, seconds, cached); ``read_journal`` is the view
     RUN_DIR/retrain/          from-scratch retraining of the top candidates (retrain.top > 0)
     RUN_DIR/report.md, results.csv, top_k.csv, retrain.csv, *.png   the report
     RUN_DIR/export/           the exported best architectures (export.top > 0)
@@ -26,7 +28,9 @@ warmed-up supernet (``load_supernet``, tables reassembled from the shards) and c
 scoring batches' embedding lookups once; all ranks ask the strategy for the same generation in
 lockstep, each rank scores every N-th not-yet-scored candidate of it, and the scores are
 all-gathered, so every rank tells the strategy the same scores. Only rank 0 writes the journal,
-the report and the export.
+the report and the export. A schema-1 ``journal.jsonl`` (recnas before the trial store) is
+converted in place the first time its run folder is continued (the original kept as
+``journal.v1.jsonl``).
 """
 
 from __future__ import annotations
@@ -47,16 +51,20 @@ import yaml
 
 from recnas.config import to_dict
 from recnas.pipeline import resolve_data
+from recnas.faults import fault_point
 from recnas.search.config import PipelineConfig, journal_config
-from recnas.search.journal import Journal, JournalError
-from recnas.search.strategies import RandomSearch, RegularizedEvolution, Strategy
+from recnas.search.strategies import Strategy
 from recnas.space import ArchSpec, SearchSpace
+from recnas.study import Study, StoreError, TrialStore, convert_v1, digest
+from recnas.study.evaluators import Evaluator, ProxyEvaluator
+
+JournalError = StoreError  # the name the search used before the trial store
 
 __all__ = [
     "SearchResult",
     "run_search",
-    "make_search_strategy",
     "search_loop",
+    "open_store",
     "read_journal",
     "JOURNAL_FILE",
 ]
@@ -106,24 +114,18 @@ def top_trials(trials: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
 
 
 def read_journal(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """The trial records of ``RUN_DIR/journal.jsonl`` (read-only; ignores a partial last line)."""
+    """The measured candidates of ``RUN_DIR/journal.jsonl`` (the search's view of its trial store),
+    in index order (read-only; ignores a partial last line)."""
     p = Path(run_dir) / JOURNAL_FILE
     if not p.exists():
         raise FileNotFoundError(f"no search journal at {p}")
+    done: dict[int, dict[str, Any]] = {}
     lines = p.read_bytes().split(b"\n")
     lines.pop()  # "" after the last newline, or a record cut short by a kill
-    return [r for r in map(json.loads, lines) if r.get("type") == "trial"]
-
-
-def make_search_strategy(cfg: PipelineConfig, space: SearchSpace) -> Strategy:
-    """The pipeline's strategy, seeded (the same on every rank)."""
-    s = cfg.search
-    if s.strategy == "random":
-        return RandomSearch(space, seed=s.seed)
-    return RegularizedEvolution(
-        space, population_size=s.population, sample_size=s.sample,
-        children_per_generation=s.children, seed=s.seed,
-    )
+    for r in map(json.loads, lines):
+        if r.get("type") == "trial" and r.get("study", "search") == "search" and r.get("index") is not None:
+            done.setdefault(r["index"], r)
+    return [done[i] for i in sorted(done)]
 
 
 # -- stages ---------------------------------------------------------------------------------------
@@ -284,8 +286,8 @@ class _Bar:
             self._bar.close()
 
 
-def _score_share(specs: list[ArchSpec], estimator: Any, ctx: Any, env: Any) -> list[tuple[float, float]]:
-    """Scores ``specs`` split over the ranks (rank r takes items r, r + N, ...), one round of N at
+def _evaluate_share(specs: list[ArchSpec], evaluator: Evaluator, env: Any) -> list[tuple[float, float]]:
+    """Measures ``specs`` split over the ranks (rank r takes items r, r + N, ...), one round of N at
     a time; returns ``(score, seconds)`` for every spec on every rank, in order."""
     from recnas.train.distributed import all_gather_1d
 
@@ -295,9 +297,8 @@ def _score_share(specs: list[ArchSpec], estimator: Any, ctx: Any, env: Any) -> l
         round_specs = specs[start:start + w]
         mine = torch.zeros(0, dtype=torch.float64)
         if env.rank < len(round_specs):
-            t0 = time.perf_counter()
-            s = float(estimator.score([round_specs[env.rank]], ctx)[0])
-            mine = torch.tensor([s, time.perf_counter() - t0], dtype=torch.float64)
+            m = evaluator.evaluate([round_specs[env.rank]])[0]
+            mine = torch.tensor([m.score, m.seconds], dtype=torch.float64)
         got = all_gather_1d(mine, env).cpu().double().numpy() if w > 1 else mine.numpy()
         out += [(float(got[2 * i]), float(got[2 * i + 1])) for i in range(len(round_specs))]
     return out
@@ -305,88 +306,106 @@ def _score_share(specs: list[ArchSpec], estimator: Any, ctx: Any, env: Any) -> l
 
 def search_loop(
     strategy: Strategy,
-    estimator: Any,
-    ctx: Any,
-    journal: Journal | None,
-    past: list[dict[str, Any]],
+    evaluator: Evaluator,
+    study: Study,
     budget: int,
-    generation: int,
+    batch: int,
     env: Any,
     progress: bool = True,
 ) -> int:
-    """Asks, scores and tells ``budget`` candidates in total; returns how many it scored.
+    """Asks, measures and records candidates until the study holds ``budget`` measured ones;
+    returns how many it measured (not taken from the store).
 
-    Candidates are asked for ``generation`` at a time (always a full generation, whatever the
-    budget, so the sequence of proposals does not depend on the budget) and told in order. The
-    first ``len(past)`` are replayed from the journal (their keys must match the strategy's
-    proposals); a candidate whose architecture was scored before is taken from the cache
-    (``cached: true``, 0 s). Every new record goes to ``journal`` (rank 0) as soon as it and all
-    records before it are known.
+    Proposals are asked for ``batch`` at a time and recorded as pending (``asked``) before they are
+    measured, always the full batch whatever the budget, so the sequence of proposals does not
+    depend on the budget. Pending proposals below the budget (a killed run's, or those past an
+    earlier, smaller budget) are measured before anything new is asked. A candidate whose
+    architecture the store already holds a measurement of (same measure and settings) is recorded
+    from it (``cached: true``, 0 s). Records are written (rank 0) in index order, each as soon as
+    it and all before it are known.
     """
-    cache: dict[str, float] = {}
-    for t in past:
-        cache.setdefault(t["key"], t["score"])
-    best = max((s for s in cache.values() if s is not None and math.isfinite(s)), default=-math.inf)
-    bar = _Bar(budget, min(len(past), budget), progress and env.is_main)
-    index, scored, cached_n = 0, 0, 0
+    done_before = {t.key: t.score for t in study.history() if t.done}
+    best = max((s for s in done_before.values() if math.isfinite(s)), default=-math.inf)
+    n_done = sum(1 for t in study.history() if t.done and t.index < budget)
+    bar = _Bar(budget, n_done, progress and env.is_main)
+    scored, cached_n = 0, 0
     try:
-        while index < budget:
-            specs = [strategy.ask() for _ in range(generation)][: budget - index]
-            scores: list[float | None] = [None] * len(specs)
-            for j, spec in enumerate(specs):
-                if index + j < len(past):
-                    rec = past[index + j]
-                    if rec["key"] != spec.key():
-                        raise JournalError(
-                            f"{journal.path if journal else JOURNAL_FILE}: record {index + j} is "
-                            f"architecture {rec['key']}, but the strategy now proposes {spec.key()}; "
-                            "the journal was written by different code or settings -- use a new output folder"
-                        )
-                    scores[j] = rec["score"] if rec["score"] is not None else math.nan
-            new = [j for j in range(len(specs)) if scores[j] is None]
+        while True:
+            pending = study.pending(max_index=budget)
+            if not pending:
+                if study.next_index >= budget:
+                    break
+                pending = [t for t in study.ask_record(strategy.ask(study, batch)) if t.index < budget]
+            scores: list[float | None] = [None] * len(pending)
+            cached: list[bool] = [False] * len(pending)
+            seconds: list[float] = [0.0] * len(pending)
             first_of: dict[str, int] = {}
             to_score: list[int] = []
-            for j in new:
-                k = specs[j].key()
-                if k not in cache and k not in first_of:
-                    first_of[k] = j
+            for j, t in enumerate(pending):
+                rec = study.lookup(t.spec)
+                if rec is not None:
+                    scores[j] = math.nan if rec["score"] is None else rec["score"]
+                    cached[j] = True
+                elif t.key not in first_of:
+                    first_of[t.key] = j
                     to_score.append(j)
-            records: dict[int, dict[str, Any]] = {}
-            done = 0  # specs[:done] are recorded (or replayed)
-            while done < len(specs) and scores[done] is not None:
-                done += 1
+            done = 0
             for start in range(0, max(len(to_score), 1), env.world_size):
                 chunk = to_score[start:start + env.world_size]
-                for j, (s, sec) in zip(chunk, _score_share([specs[j] for j in chunk], estimator, ctx, env)):
-                    scores[j] = s
-                    records[j] = {"seconds": sec, "cached": False}
-                    cache[specs[j].key()] = s
+                for j, (s, sec) in zip(chunk, _evaluate_share([pending[j].spec for j in chunk], evaluator, env)):
+                    scores[j], seconds[j] = s, sec
                     scored += 1
-                # Cached repeats become known as soon as their first occurrence is.
-                for j in new:
-                    if scores[j] is None and specs[j].key() in cache:
-                        scores[j] = cache[specs[j].key()]
-                        records[j] = {"seconds": 0.0, "cached": True}
-                        cached_n += 1
-                while done < len(specs) and scores[done] is not None:
-                    j = done
-                    if j in records and journal is not None:
-                        journal.append({
-                            "index": index + j, "key": specs[j].key(), "spec": specs[j].to_dict(),
-                            "score": scores[j], **records[j],
-                        })
-                    s = scores[j]
-                    if s is not None and math.isfinite(s):
+                # Repeats within the batch become known as soon as their first occurrence is.
+                for j, t in enumerate(pending):
+                    if scores[j] is None and t.key in first_of and scores[first_of[t.key]] is not None:
+                        scores[j], cached[j] = scores[first_of[t.key]], True
+                while done < len(pending) and scores[done] is not None:
+                    t, s = pending[done], scores[done]
+                    study.tell_record(t, s, seconds=seconds[done], cached=cached[done])
+                    fault_point("search.trial")
+                    cached_n += cached[done]
+                    if math.isfinite(s):
                         best = max(best, s)
-                    if j in records:
-                        bar.update(1, best, scored, cached_n)
+                    bar.update(1, best, scored, cached_n)
                     done += 1
-            for spec, s in zip(specs, scores):
-                strategy.tell(spec, s)
-            index += len(specs)
     finally:
         bar.close()
     return scored
+
+
+def open_store(run_dir: Path, header: dict[str, Any], cfg: PipelineConfig, measure: str, settings: str,
+               batch: int) -> TrialStore:
+    """The run folder's trial store (``journal.jsonl``), converting a schema-1 journal once."""
+    path = run_dir / JOURNAL_FILE
+    if path.exists() and path.stat().st_size > 0:
+        first = path.open("rb").readline()
+        try:
+            head = json.loads(first)
+        except json.JSONDecodeError:
+            head = {}
+        if head.get("type") == "header" and head.get("version") == 1:
+            old = _translate_v1_config(head.get("config") or {})
+            from recnas.study import check_identity
+
+            check_identity(old, header, str(path))
+            n = convert_v1(path, header, measure, settings, batch)
+            print(f"recnas search: {path}: converted a schema-1 journal to the trial store ({n} records; "
+                  f"the original is kept as {path.with_name('journal.v1.jsonl').name})", file=sys.stderr)
+    return TrialStore.open(path, header)
+
+
+def _translate_v1_config(c: dict[str, Any]) -> dict[str, Any]:
+    """A schema-1 journal header's config in today's keys (the search section's strategy parameters)."""
+    c = json.loads(json.dumps(c))
+    s = c.get("search")
+    if isinstance(s, dict) and "params" not in s:
+        strategy = s.get("strategy", "evolution")
+        params = {k: s.pop(k) for k in ("population", "sample", "children") if k in s}
+        children = params.get("children", 8)
+        if strategy != "evolution":
+            params = {}
+        s.update(params=params, batch=children)
+    return c
 
 
 # -- the whole run --------------------------------------------------------------------------------
@@ -422,34 +441,40 @@ def run_search(cfg: PipelineConfig, *, resume: bool = False, progress: bool = Tr
     data_dir = _resolve_data_once(cfg, env, progress)
     fm, splits = load_prepared(data_dir)
 
-    # The journal first: a run folder written by another configuration is refused before any work.
+    # The store first: a run folder written by another configuration is refused before any work.
     header = journal_config(cfg, space.to_dict())
-    journal = None
+    measure, settings = cfg.estimator.name, digest(measurement_identity(header))
+    strategy = cfg.search.make(space)
+    batch = cfg.search.batch or strategy.default_batch
+    store = None
     if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        journal = Journal.open(journal_path, header)
-        past = list(journal.trials)
+        store = open_store(run_dir, header, cfg, measure, settings, batch)
         _write_atomic(run_dir / PIPELINE_FILE, yaml.safe_dump(to_dict(cfg), sort_keys=False))
         _write_atomic(run_dir / DATA_FILE, json.dumps({"prepared": str(data_dir)}, indent=2) + "\n")
         _write_atomic(run_dir / SPACE_FILE, yaml.safe_dump(space.to_dict(), sort_keys=False))
-    past = _broadcast_past(journal.trials if journal is not None else None, env)
-    if past:
-        say(f"continuing {run_dir}: {len(past)} candidates in the journal are replayed, not rescored")
+    records = _broadcast_past(store.records if store is not None else None, env)
+    if store is None:  # ranks > 0 keep the same records in memory
+        store = TrialStore.memory(header)
+        for r in records:
+            store._add(r)
+    study = Study(store, space, measure=measure, settings=settings, name="search")
+    n_past = sum(1 for t in study.history() if t.done)
+    if n_past:
+        say(f"continuing {run_dir}: {n_past} candidates in the store are not measured again")
 
     try:
         say(f"data {data_dir} | space {space.name} | run folder {run_dir}")
         _warm_up(cfg, run_dir, data_dir, space, fm, env, progress)
         ctx = _scoring_context(cfg, run_dir, data_dir, fm)
-        strategy = make_search_strategy(cfg, space)
+        evaluator = ProxyEvaluator(estimator, ctx, identity=measurement_identity(header))
         say(f"searching: {cfg.search.strategy}, budget {cfg.search.budget}, estimator {cfg.estimator.name} "
             f"({cfg.estimator.init}), {env.world_size} process(es)")
         t0 = time.perf_counter()
-        scored = search_loop(strategy, estimator, ctx, journal, past, cfg.search.budget,
-                             cfg.search.children, env, progress)
+        scored = search_loop(strategy, evaluator, study, cfg.search.budget, batch, env, progress)
         seconds = time.perf_counter() - t0
     finally:
-        if journal is not None:
-            journal.close()
+        store.close()
     trials = read_journal(run_dir) if env.is_main else []
     trials = [t for t in trials if t["index"] < cfg.search.budget] if env.is_main else []
     say(f"search done: {scored} scored now in {seconds:.1f} s; {len(trials)} candidates in the journal")
@@ -475,6 +500,12 @@ def run_search(cfg: PipelineConfig, *, resume: bool = False, progress: bool = Tr
     return SearchResult(run_dir, trials, scored, seconds, retrained, exported, final)
 
 
+def measurement_identity(header: dict[str, Any]) -> dict[str, Any]:
+    """What decides a candidate's score in a search run: everything the store's header pins except
+    the strategy (the ops, the data, the space, the warm-up and the estimator section)."""
+    return {k: v for k, v in header.items() if k != "search"}
+
+
 def _broadcast_past(trials: list[dict[str, Any]] | None, env: Any) -> list[dict[str, Any]]:
     """Rank 0's journal records on every rank (all ranks replay the same history)."""
     if env.world_size == 1:
@@ -487,7 +518,7 @@ def _broadcast_past(trials: list[dict[str, Any]] | None, env: Any) -> list[dict[
 
 
 def _export(cfg: PipelineConfig, run_dir: Path, say: Any) -> list[Path]:
-    """The top ``export.top`` through ``recnas.export.export_run`` (engineer H's API)."""
+    """The top ``export.top`` through ``recnas.export.export_run`` ."""
     if cfg.export.top == 0:
         return []
     try:
