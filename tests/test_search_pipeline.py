@@ -88,7 +88,7 @@ def test_pipeline_unknown_key_names_dotted_path_and_allowed_keys(tmp_path):
         load_pipeline(p)
     msg = str(e.value)
     assert str(p) in msg and "'search.budgt'" in msg
-    assert "['batch', 'budget', 'params', 'seed', 'strategy']" in msg
+    assert "['batch', 'budget', 'evaluator', 'params', 'seed', 'strategy']" in msg
     with pytest.raises(ConfigError, match=r"unknown key 'supernet.fration'.*'fraction'"):
         load_pipeline(_write(tmp_path / "q.yaml", {}), ["supernet.fration=0.1"])
     with pytest.raises(ConfigError, match=r"unknown key 'outptu'"):
@@ -325,6 +325,53 @@ def test_killed_search_resumes_to_the_same_journal(reference, workdir):
     trials = [t for t in records if t["type"] == "trial"]
     assert len(trials) == cfg.search.budget  # nothing measured twice
     assert sum(t["type"] == "asked" and t["index"] < 8 for t in records) == 8  # nothing asked twice
+
+
+def test_a_predictor_drives_an_oracle_search_end_to_end_and_resumes(workdir):
+    """A pipeline file with the predictor strategy (ridge on the one-hot encoding) querying the
+    train-from-scratch oracle: SIGKILLed right after its 5th training run is recorded (fault point
+    ``oracle.run``), resumed, and equal to an uninterrupted run; every run was trained once."""
+    def pipe(out):
+        d = _pipeline(workdir / "cache", out, supernet={"fraction": 0.2},
+                      oracle={"max_steps": 3, "batch_size": 128, "eval_batch_size": 512, "checkpoint_every": 2})
+        d["search"] = {"strategy": "predictor", "params": {"predictor": "ridge", "initial": 4, "pool": 100},
+                       "evaluator": "oracle", "budget": 10, "batch": 2, "seed": 0}
+        return d
+    ref = run_search(load_pipeline(_write(workdir / "oracle_ref.yaml", pipe(workdir / "oracle_ref"))), progress=False)
+    assert [t["index"] for t in ref.trials] == list(range(10))
+    for t in ref.trials:  # the score is minus the validation log loss of a real run; test metrics beside it
+        assert t["measure"] == "trained" and t["score"] == -t["values"]["val_logloss"]
+        assert 0.3 < t["values"]["test_logloss"] < 1.0 and t["train_runs"] == (0 if t["cached"] else 1)
+    # after the 4 initial samples, each batch is the ridge model's best 2 of a pool: a fresh strategy
+    # reading the store up to that batch proposes it again
+    from recnas.search.strategies import make_strategy
+    from recnas.study import Study, TrialStore
+    space = SearchSpace.load("tiny")
+    st = TrialStore.read(workdir / "oracle_ref" / JOURNAL_FILE)
+    part = TrialStore.memory()
+    for r in st.records:
+        if r.get("index", 0) < 6:
+            part._add(r)
+    study = Study(part, space, measure="trained", settings=ref.trials[0]["settings"])
+    strat = make_strategy("predictor", space, seed=0, predictor="ridge", initial=4, pool=100)
+    assert [s.key() for s in strat.ask(study, 2)] == [t["key"] for t in ref.trials[6:8]] and strat.fits == 1
+
+    out = workdir / "oracle_killed"
+    p = _write(workdir / "oracle_killed.yaml", pipe(out))
+    r = subprocess.run([PY, "-m", "recnas", "search", str(p), "--no-progress"],
+                       env={**_env(), "RECNAS_FAULT": "oracle.run:5"}, capture_output=True, text=True, timeout=TIMEOUT)
+    assert r.returncode == -signal.SIGKILL, r.stderr[-3000:]
+    assert len(_trials(out)) == 4  # the 5th run finished, its record was not written yet
+    r = subprocess.run([PY, "-m", "recnas", "search", str(p), "--no-progress"], env=_env(),
+                       capture_output=True, text=True, timeout=TIMEOUT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    resumed = _trials(out)
+    assert [(t["key"], t["score"], t["cached"]) for t in resumed] == [(t["key"], t["score"], t["cached"]) for t in ref.trials]
+    records = [json.loads(x) for x in (out / JOURNAL_FILE).read_text().splitlines()[1:]]
+    assert sum(x["type"] == "trial" for x in records) == 10
+    # the 5th run was finished before the kill: its checkpoint was found, so it was not trained again
+    fifth = resumed[4]
+    assert (out / "oracle" / f"{fifth['key']}-s0").is_dir()
 
 
 def _free_port() -> int:

@@ -206,40 +206,9 @@ def _check_signature(out: Path, signature: dict[str, Any], source: str) -> None:
 
 
 def _train_one(cfg: BenchConfig, d: _Data, spec: ArchSpec, seed: int, run_dir: Path, env: Any) -> dict[str, Any]:
-    import torch
+    from recnas.train.scratch import train_from_scratch
 
-    from recnas.data.loader import ParquetBatchLoader
-    from recnas.models import CTRModel
-    from recnas.train.trainer import TrainConfig, train
-
-    t = cfg.train
-    fm = d.feature_map
-    train_loader = ParquetBatchLoader(
-        d.splits["train"], fm, batch_size=t.batch_size, shuffle=True, seed=seed, drop_last=True,
-        fraction=t.fraction if t.fraction < 1.0 else None,
-    )
-    val_loader = ParquetBatchLoader(d.splits["valid"], fm, batch_size=t.eval_batch_size) if t.validate else None
-    test_loader = ParquetBatchLoader(d.splits["test"], fm, batch_size=t.eval_batch_size)
-    config = TrainConfig(
-        epochs=t.epochs, max_steps=t.max_steps, dense_lr=t.dense_lr, table_lr=t.table_lr, seed=seed,
-        lr_schedule=t.lr_schedule, lr_warmup=t.lr_warmup,
-        checkpoint_every=t.checkpoint_every, keep_checkpoints=1, progress=False,
-    )
-    describe = {"spec": spec.to_dict(), "spec_key": spec.key(), "data": str(d.data_dir), "seed": seed}
-    r = train(
-        lambda device: CTRModel(fm, spec, device=device), train_loader, config=config, out_dir=run_dir,
-        val_loader=val_loader, test_loader=test_loader, describe=describe, resume=True, env=env,
-    )
-    meta = CTRModel(fm, spec, device=torch.device("meta"))
-    return {
-        "val_logloss": r.val.logloss if r.val is not None else math.nan,
-        "val_auc": r.val.auc if r.val is not None else math.nan,
-        "test_logloss": r.test.logloss, "test_auc": r.test.auc,
-        "params": int(meta.num_params(include_embeddings=False)),
-        "params_total": int(meta.num_params(include_embeddings=True)),
-        "flops": int(meta.flops_per_example()),
-        "steps": int(r.steps), "train_seconds": float(r.seconds), "samples_per_s": float(r.samples_per_s),
-    }
+    return train_from_scratch(spec, seed, cfg.train, d.data_dir, d.feature_map, d.splits, run_dir, env)
 
 
 def _flush_denormal_enabled() -> bool:

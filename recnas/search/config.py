@@ -29,6 +29,7 @@ from typing import Any
 
 from recnas.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
 from recnas.pipeline import DataConfig
+from recnas.train.scratch import TrainRecipe
 from recnas.train.trainer import DENSE_LR, MAX_LOSS
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "RetrainConfig",
     "ExportConfig",
     "FinalConfig",
+    "OracleConfig",
     "PipelineConfig",
     "load_pipeline",
     "journal_config",
@@ -134,14 +136,19 @@ class SearchConfig:
             children: 8}`` for evolution (NASRec's, the defaults) or ``{predictor: ridge}``.
             For evolution, ``population``, ``sample`` and ``children`` may also be written
             directly under ``search:`` (the form before strategies took parameters).
-        budget: candidates to measure in all (NASRec: 2,048). Raising it and rerunning into the same
-            folder continues the search.
+        evaluator: what measures a candidate: ``estimator`` (the ``estimator:`` section's score on
+            the warmed-up supernet or fresh weights) or ``oracle`` (train it from scratch with the
+            ``oracle:`` section's recipe and seed; score = minus the validation log loss).
+        budget: candidates to measure in all (NASRec: 2,048); with the oracle, training runs
+            (a repeated architecture is taken from the store and costs none). Raising it and
+            rerunning into the same folder continues the search.
         batch: candidates asked for at a time (0: the strategy's own; evolution: one generation).
         seed: the strategy's seed; the same on every rank, so all ranks propose the same candidates.
     """
 
     strategy: str = "evolution"
     params: dict[str, Any] = field(default_factory=dict)
+    evaluator: str = "estimator"
     budget: int = 2048
     batch: int = 0
     seed: int = 0
@@ -153,6 +160,8 @@ class SearchConfig:
             raise ValueError(f"search.strategy: unknown {self.strategy!r}; known: {sorted(STRATEGIES)}")
         if self.budget < 1:
             raise ValueError(f"search.budget must be >= 1, got {self.budget}")
+        if self.evaluator not in ("estimator", "oracle"):
+            raise ValueError(f"search.evaluator: expected 'estimator' or 'oracle', got {self.evaluator!r}")
         if self.batch < 0:
             raise ValueError(f"search.batch must be >= 0 (0: the strategy's own), got {self.batch}")
 
@@ -181,6 +190,18 @@ def normalize_search(d: dict[str, Any]) -> dict[str, Any]:
             params[k] = s.pop(k)
     s["params"] = params
     return {**d, "search": s}
+
+
+@dataclass(frozen=True)
+class OracleConfig(TrainRecipe):
+    """The ``oracle:`` section: the train-from-scratch evaluator of ``search.evaluator: oracle``.
+
+    The fields of :class:`recnas.train.scratch.TrainRecipe` (the fidelity: ``fraction``, ``epochs``
+    or ``max_steps``; the optimizer and schedule), plus the training ``seed``. Runs go to
+    ``RUN_DIR/oracle/<architecture key>-s<seed>/`` and resume from their checkpoints.
+    """
+
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -270,6 +291,7 @@ class PipelineConfig:
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     final: FinalConfig = field(default_factory=FinalConfig)
+    oracle: OracleConfig = field(default_factory=OracleConfig)
     output: str = "runs/search"
 
     def __post_init__(self) -> None:
@@ -339,7 +361,7 @@ def journal_config(cfg: PipelineConfig, space: dict[str, Any]) -> dict[str, Any]
     if cfg.search.batch == 0:  # asking the strategy's own batch explicitly is the same run
         search["batch"] = strategy.default_batch
 
-    return {
+    header = {
         "ops_version": OPS_VERSION,
         "data": data,
         "space": space,
@@ -347,3 +369,10 @@ def journal_config(cfg: PipelineConfig, space: dict[str, Any]) -> dict[str, Any]
         "estimator": to_dict(cfg.estimator),
         "search": search,
     }
+    if cfg.search.evaluator == "oracle":  # only then: the headers of estimator searches are as before
+        from recnas.train.scratch import recipe_identity
+
+        header["oracle"] = {**recipe_identity(cfg.oracle), "seed": cfg.oracle.seed}
+    else:
+        search.pop("evaluator")
+    return header

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from recnas.faults import fault_point
 from recnas.search.config import FinalConfig
 
 __all__ = ["train_final", "FINAL_FILE"]
@@ -71,6 +72,7 @@ def train_final(cfg: FinalConfig, run_dir: Path, exported: list[Path], data_dir:
             "params": (r.model or {}).get("num_params"),
             "flops_per_example": (r.model or {}).get("flops_per_example"),
         })
+        fault_point("final.model")
     if env.is_main and rows:
         with open(run_dir / FINAL_FILE, "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=_FIELDS)

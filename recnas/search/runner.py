@@ -56,7 +56,7 @@ from recnas.search.config import PipelineConfig, journal_config
 from recnas.search.strategies import Strategy
 from recnas.space import ArchSpec, SearchSpace
 from recnas.study import Study, StoreError, TrialStore, convert_v1, digest
-from recnas.study.evaluators import Evaluator, ProxyEvaluator
+from recnas.study.evaluators import Evaluator, Measurement, ProxyEvaluator, TrainEvaluator
 
 JournalError = StoreError  # the name the search used before the trial store
 
@@ -286,12 +286,15 @@ class _Bar:
             self._bar.close()
 
 
-def _evaluate_share(specs: list[ArchSpec], evaluator: Evaluator, env: Any) -> list[tuple[float, float]]:
+def _evaluate_share(specs: list[ArchSpec], evaluator: Evaluator, env: Any) -> list[Measurement]:
     """Measures ``specs`` split over the ranks (rank r takes items r, r + N, ...), one round of N at
-    a time; returns ``(score, seconds)`` for every spec on every rank, in order."""
+    a time; returns every spec's measurement on every rank, in order (with N > 1 processes, the
+    score and seconds only)."""
     from recnas.train.distributed import all_gather_1d
 
-    out: list[tuple[float, float]] = []
+    if env.world_size == 1:
+        return evaluator.evaluate(specs)
+    out: list[Measurement] = []
     w = env.world_size
     for start in range(0, len(specs), w):
         round_specs = specs[start:start + w]
@@ -300,7 +303,7 @@ def _evaluate_share(specs: list[ArchSpec], evaluator: Evaluator, env: Any) -> li
             m = evaluator.evaluate([round_specs[env.rank]])[0]
             mine = torch.tensor([m.score, m.seconds], dtype=torch.float64)
         got = all_gather_1d(mine, env).cpu().double().numpy() if w > 1 else mine.numpy()
-        out += [(float(got[2 * i]), float(got[2 * i + 1])) for i in range(len(round_specs))]
+        out += [Measurement(float(got[2 * i]), float(got[2 * i + 1])) for i in range(len(round_specs))]
     return out
 
 
@@ -338,7 +341,7 @@ def search_loop(
                 pending = [t for t in study.ask_record(strategy.ask(study, batch)) if t.index < budget]
             scores: list[float | None] = [None] * len(pending)
             cached: list[bool] = [False] * len(pending)
-            seconds: list[float] = [0.0] * len(pending)
+            found: list[Measurement | None] = [None] * len(pending)
             first_of: dict[str, int] = {}
             to_score: list[int] = []
             for j, t in enumerate(pending):
@@ -346,22 +349,26 @@ def search_loop(
                 if rec is not None:
                     scores[j] = math.nan if rec["score"] is None else rec["score"]
                     cached[j] = True
+                    found[j] = Measurement(scores[j], 0.0, rec.get("values") or {})
                 elif t.key not in first_of:
                     first_of[t.key] = j
                     to_score.append(j)
             done = 0
             for start in range(0, max(len(to_score), 1), env.world_size):
                 chunk = to_score[start:start + env.world_size]
-                for j, (s, sec) in zip(chunk, _evaluate_share([pending[j].spec for j in chunk], evaluator, env)):
-                    scores[j], seconds[j] = s, sec
+                for j, m in zip(chunk, _evaluate_share([pending[j].spec for j in chunk], evaluator, env)):
+                    scores[j], found[j] = m.score, m
                     scored += 1
                 # Repeats within the batch become known as soon as their first occurrence is.
                 for j, t in enumerate(pending):
                     if scores[j] is None and t.key in first_of and scores[first_of[t.key]] is not None:
                         scores[j], cached[j] = scores[first_of[t.key]], True
+                        found[j] = Measurement(scores[j], 0.0, found[first_of[t.key]].values)
                 while done < len(pending) and scores[done] is not None:
                     t, s = pending[done], scores[done]
-                    study.tell_record(t, s, seconds=seconds[done], cached=cached[done])
+                    m = found[done]
+                    study.tell_record(t, s, seconds=0.0 if cached[done] else m.seconds, cached=cached[done],
+                                      values=m.values, train_runs=0 if cached[done] else m.train_runs)
                     fault_point("search.trial")
                     cached_n += cached[done]
                     if math.isfinite(s):
@@ -443,7 +450,12 @@ def run_search(cfg: PipelineConfig, *, resume: bool = False, progress: bool = Tr
 
     # The store first: a run folder written by another configuration is refused before any work.
     header = journal_config(cfg, space.to_dict())
-    measure, settings = cfg.estimator.name, digest(measurement_identity(header))
+    oracle = cfg.search.evaluator == "oracle"
+    if oracle and env.world_size > 1:
+        raise ValueError("search.evaluator: oracle trains one architecture per query in one process; "
+                         "run it without torchrun (or score with an estimator)")
+    measure = "trained" if oracle else cfg.estimator.name
+    settings = digest(measurement_identity(header))
     strategy = cfg.search.make(space)
     batch = cfg.search.batch or strategy.default_batch
     store = None
@@ -466,10 +478,15 @@ def run_search(cfg: PipelineConfig, *, resume: bool = False, progress: bool = Tr
     try:
         say(f"data {data_dir} | space {space.name} | run folder {run_dir}")
         _warm_up(cfg, run_dir, data_dir, space, fm, env, progress)
-        ctx = _scoring_context(cfg, run_dir, data_dir, fm)
-        evaluator = ProxyEvaluator(estimator, ctx, identity=measurement_identity(header))
-        say(f"searching: {cfg.search.strategy}, budget {cfg.search.budget}, estimator {cfg.estimator.name} "
-            f"({cfg.estimator.init}), {env.world_size} process(es)")
+        if oracle:
+            evaluator: Evaluator = TrainEvaluator(cfg.oracle, cfg.oracle.seed, data_dir, fm, splits, run_dir / "oracle",
+                                                  identity=measurement_identity(header), env=env)
+            what = f"train-from-scratch oracle (seed {cfg.oracle.seed}; budget in training runs)"
+        else:
+            ctx = _scoring_context(cfg, run_dir, data_dir, fm)
+            evaluator = ProxyEvaluator(estimator, ctx, identity=measurement_identity(header))
+            what = f"estimator {cfg.estimator.name} ({cfg.estimator.init})"
+        say(f"searching: {cfg.search.strategy}, budget {cfg.search.budget}, {what}, {env.world_size} process(es)")
         t0 = time.perf_counter()
         scored = search_loop(strategy, evaluator, study, cfg.search.budget, batch, env, progress)
         seconds = time.perf_counter() - t0
@@ -502,7 +519,10 @@ def run_search(cfg: PipelineConfig, *, resume: bool = False, progress: bool = Tr
 
 def measurement_identity(header: dict[str, Any]) -> dict[str, Any]:
     """What decides a candidate's score in a search run: everything the store's header pins except
-    the strategy (the ops, the data, the space, the warm-up and the estimator section)."""
+    the strategy (the ops, the data, the space, the warm-up and the estimator section); with the
+    oracle, the ops, the data and the oracle's recipe and seed."""
+    if "oracle" in header:
+        return {k: header[k] for k in ("ops_version", "data", "oracle")}
     return {k: v for k, v in header.items() if k != "search"}
 
 

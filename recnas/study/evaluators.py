@@ -9,6 +9,9 @@ twice what the store already holds.
 
 - :class:`ProxyEvaluator`: an estimator (zero-cost proxy, one-shot or sub-one-shot score) on a
   :class:`~recnas.estimators.ScoringContext`; costs seconds, no training runs.
+- :class:`TrainEvaluator`: the ground-truth oracle: trains the architecture from scratch
+  (:func:`recnas.train.scratch.train_from_scratch`, the path ``recnas bench build`` uses) at the
+  recipe's fidelity; score = minus the validation log loss; costs one training run.
 
 Example::
 
@@ -27,7 +30,7 @@ from typing import Any
 from recnas.space import ArchSpec
 from recnas.study.store import digest
 
-__all__ = ["Measurement", "Evaluator", "ProxyEvaluator"]
+__all__ = ["Measurement", "Evaluator", "ProxyEvaluator", "TrainEvaluator"]
 
 
 @dataclass(frozen=True)
@@ -99,4 +102,57 @@ class ProxyEvaluator(Evaluator):
             t0 = time.perf_counter()
             s = float(self.estimator.score([spec], self.ctx)[0])
             out.append(Measurement(s if math.isfinite(s) else math.nan, time.perf_counter() - t0))
+        return out
+
+
+class TrainEvaluator(Evaluator):
+    """Trains each architecture from scratch: the oracle a strategy queries with a budget in runs.
+
+    Each run trains in ``run_root/<architecture key>-s<seed>/`` with checkpoints, so a killed query
+    resumes inside its run. Score: minus the validation log loss (the test split is reported in
+    ``values`` but never used to choose).
+
+    Args:
+        recipe: a :class:`recnas.train.scratch.TrainRecipe` (``validate`` must be on).
+        seed: the training seed.
+        data_dir, feature_map, splits: the prepared data (``recnas.data.loader.load_prepared``).
+        run_root: where the runs' folders go.
+        identity: what decides the result besides the recipe and seed (the data, the ops' version).
+        env: the process's ``init_distributed()`` environment (one process: every run is local).
+    """
+
+    measure = "trained"
+
+    def __init__(self, recipe: Any, seed: int, data_dir: Any, feature_map: Any, splits: dict[str, Any],
+                 run_root: Any, identity: dict[str, Any], env: Any = None) -> None:
+        from recnas.train.scratch import recipe_identity
+
+        if not recipe.validate:
+            raise ValueError("oracle: the train-from-scratch oracle scores the validation split; set validate: true")
+        super().__init__()
+        self.recipe, self.seed = recipe, seed
+        self.data_dir, self.feature_map, self.splits = data_dir, feature_map, splits
+        from pathlib import Path
+
+        self.run_root = Path(run_root)
+        self.env = env
+        self._identity = {"recipe": recipe_identity(recipe), "seed": seed, **identity}
+
+    def identity(self) -> dict[str, Any]:
+        return self._identity
+
+    def _evaluate(self, specs: list[ArchSpec]) -> list[Measurement]:
+        from recnas.faults import fault_point
+        from recnas.train.distributed import init_distributed
+        from recnas.train.scratch import train_from_scratch
+
+        env = self.env or init_distributed()
+        out = []
+        for spec in specs:
+            t0 = time.perf_counter()
+            r = train_from_scratch(spec, self.seed, self.recipe, self.data_dir, self.feature_map, self.splits,
+                                   self.run_root / f"{spec.key()}-s{self.seed}", env=env)
+            ll = r["val_logloss"]
+            out.append(Measurement(-ll if math.isfinite(ll) else math.nan, time.perf_counter() - t0, r, 1))
+            fault_point("oracle.run")
         return out
