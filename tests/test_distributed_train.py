@@ -42,6 +42,24 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return prepare_synthetic(tmp_path_factory.mktemp("synthetic"), 4000, seed=2, hash_size=300)
 
 
+def one_process_metrics(checkpoint: Path, fm, loaders: list[ParquetBatchLoader]) -> tuple[float, float]:
+    """(log loss, AUC) by sklearn of a ``SPEC`` training checkpoint of any world size, loaded into
+    a plain model in this process, on the rows of ``loaders`` (e.g. every rank's part of a split)."""
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    from recnas.models import CTRModel
+    from recnas.train.checkpoint import load_model_weights
+
+    model = CTRModel(fm, SPEC)
+    load_model_weights(checkpoint, model)
+    model.eval()
+    batches = [b for loader in loaders for b in loader]
+    with torch.no_grad():
+        z = torch.cat([model(b.dense_features, b.sparse_features).double().reshape(-1) for b in batches])
+    y = torch.cat([b.labels.double().reshape(-1) for b in batches]).numpy()
+    return float(log_loss(y, torch.sigmoid(z).numpy())), float(roc_auc_score(y, z.numpy()))
+
+
 def _worker(rank: int, port: int, data: str, out: str) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -116,6 +134,12 @@ def test_two_ranks_shard_tables_train_and_sync_supernet(synthetic: Path, tmp_pat
         assert np.mean(losses[-3:]) < np.mean(losses[:3])  # decreasing
     assert r0["val"] == r1["val"]  # metrics over the gathered rows of both ranks
     assert r0["val"][2] == r0["val_rows_local"] + r1["val_rows_local"]
+    # and they are the metrics of the trained weights on those rows, scored in one plain process
+    from recnas.train.checkpoint import latest_checkpoint
+
+    val_parts = [ParquetBatchLoader(splits["valid"], fm, batch_size=128, rank=r, world_size=2) for r in (0, 1)]
+    assert r0["val"][:2] == pytest.approx(one_process_metrics(latest_checkpoint(tmp_path / "train"), fm, val_parts),
+                                          rel=1e-6)
     assert r0["supernet_dense_equal"] and r1["supernet_dense_equal"]
     assert all(math.isfinite(x) for x in r0["warmup_losses"] + r1["warmup_losses"])
 
@@ -151,5 +175,14 @@ def test_arch_train_cli_under_torchrun(synthetic: Path, tmp_path: Path, repo_roo
     assert p.returncode == 0, p.stderr[-3000:]
     lines = [ln for ln in p.stdout.splitlines() if "val logloss" in ln]
     assert len(lines) == 1, p.stdout  # printed by rank 0 only
-    assert f"arch {SPEC.key()}" in lines[0] and "auc" in lines[0]
-    assert json.loads((tmp_path / "arch" / "result.json").read_text())["describe"]["world_size"] == 2
+    result = json.loads((tmp_path / "arch" / "result.json").read_text())
+    assert result["describe"]["world_size"] == 2
+    assert lines[0].startswith(f"arch {SPEC.key()}: val logloss {result['val']['logloss']:.5f} auc {result['val']['auc']:.5f}")
+    # the torchrun run's metrics are those of its weights on every row of the split, as one plain
+    # process scores them
+    fm, splits = load_prepared(synthetic)
+    for split, key in (("valid", "val"), ("test", "test")):
+        parts = [ParquetBatchLoader(splits[split], fm, batch_size=4096, rank=r, world_size=2) for r in (0, 1)]
+        want = one_process_metrics(Path(result["checkpoint"]), fm, parts)
+        assert (result[key]["logloss"], result[key]["auc"]) == pytest.approx(want, rel=1e-6), split
+        assert result[key]["rows"] == sum(p.num_rows for p in parts)
