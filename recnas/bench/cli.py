@@ -3,6 +3,8 @@
     recnas bench build PIPELINE [--set k=v ...]     # train N sampled architectures x seeds
     recnas bench build PIPELINE --import reports/X  # ... taking an earlier build's rows as finished
     recnas bench compare PIPELINE [--set k=v ...]   # warm-up sweep, every estimator, report
+    recnas bench sweep PIPELINE [--from DIR] [--out DIR]  # predictors' training-set-size sweep alone,
+                                                    # from a finished comparison (e.g. reports/X)
 
 Run from the repository root (pipelines name data relative to it, e.g. ``../shared/data/...``).
 """
@@ -23,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for name, help_, func in (
         ("build", "train the sampled architectures for every seed (resumable)", run_build),
         ("compare", "score the architectures with every estimator and write the report", run_compare),
+        ("sweep", "judge the predictor entries by the training-set-size sweep, from a finished comparison", run_sweep),
     ):
         p = sub.add_parser(name, help=help_)
         p.add_argument("pipeline", type=Path, help="benchmark pipeline file (pipelines/bench_*.yaml)")
@@ -36,6 +39,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         if name == "compare":
             p.add_argument("--score-only", action="store_true",
                            help="compute and cache every score without the ground truth (may run beside build)")
+        if name == "sweep":
+            p.add_argument("--from", dest="from_dir", type=Path, metavar="DIR",
+                           help="folder of a finished comparison: build.json, groundtruth.parquet or groundtruth.csv, "
+                                "results.csv, scores.csv (default: the pipeline's output)")
+            p.add_argument("--out", type=Path, metavar="DIR",
+                           help="where sweep.csv, sweep_summary.csv, sweep.md and the plot go (default: --from)")
         p.set_defaults(func=func)
 
 
@@ -68,4 +77,16 @@ def run_compare(args: argparse.Namespace) -> int:
         print(f"recnas bench compare: scores cached in {Path(cfg.output) / 'scores'}", file=sys.stderr)
         return 0
     print(report)
+    return 0
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    from recnas.train.cli import quiet_libraries
+
+    quiet_libraries()
+    from recnas.bench.compare import run_sweep as sweep
+    from recnas.bench.config import load_bench
+
+    cfg = load_bench(args.pipeline, args.overrides)
+    print(sweep(cfg, source=str(args.pipeline), from_dir=args.from_dir, out=args.out, progress=not args.no_progress))
     return 0

@@ -11,7 +11,16 @@
    ``sigeo`` entries with the same options);
 5. judges every score vector with :func:`recnas.bench.stats.compare` against the seed-averaged test
    log loss (Spearman, Kendall, top-10 % precision, bootstrap intervals, noise ceiling, fraction
-   of the ceiling, seconds) and writes ``results.csv``, ``scores.csv``, ``report.md`` and the plots.
+   of the ceiling, seconds) and writes ``results.csv``, ``scores.csv``, ``report.md`` and the plots;
+6. judges every predictor entry (``needs_fit``) by the training-set-size sweep
+   (:func:`predictor_sweep`): fitted on a seeded random part of the architectures, ranking the
+   held-out rest, with every other estimator judged on the same held-out sets; writes ``sweep.csv``
+   (one row per estimator x training fraction x split) and ``sweep_summary.csv``. Predictors are
+   not in ``results.csv``: they are never judged on all N architectures.
+
+``run_sweep(cfg)`` (``recnas bench sweep``) runs step 6 alone from a finished comparison's folder
+(ground truth, ``results.csv`` and ``scores.csv``, e.g. a committed ``reports/`` folder), without
+scoring anything again.
 
 Every score vector is cached in ``OUTPUT/scores/`` with the settings it was computed under, so a
 killed compare resumes and a rerun with more estimators only computes what is new.
@@ -25,7 +34,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,16 +43,19 @@ import numpy as np
 import pandas as pd
 
 from recnas.bench import stats
-from recnas.bench.config import BenchConfig, EstimatorEntry
+from recnas.bench.config import BenchConfig, PredictorSection
 from recnas.bench.groundtruth import read_table, sample_archs, truth_matrix
 from recnas.config import to_dict
 from recnas.space.space import SearchSpace
 from recnas.space.spec import ArchSpec
 
-__all__ = ["ScoreSet", "run_compare", "ceiling_table", "judge", "RESULTS_FILE", "SCORES_FILE"]
+__all__ = ["ScoreSet", "run_compare", "run_sweep", "ceiling_table", "judge", "predictor_sweep", "sweep_summary",
+           "RESULTS_FILE", "SCORES_FILE", "SWEEP_FILE", "SWEEP_SUMMARY_FILE"]
 
 RESULTS_FILE = "results.csv"
 SCORES_FILE = "scores.csv"
+SWEEP_FILE = "sweep.csv"
+SWEEP_SUMMARY_FILE = "sweep_summary.csv"
 MAX_SEED_SPLITS = 1000  # ceiling_table averages over every split of the seeds up to this many, else this many random ones
 
 
@@ -156,15 +168,6 @@ def _supernet(cfg: BenchConfig, fraction: float, space: SearchSpace, fm: Any, sp
     return load_supernet(run_dir), float(info["seconds"]), int(info["steps"])
 
 
-def _sigeo_options(e: EstimatorEntry) -> tuple[tuple[str, int, float], Any]:
-    """(embeddings, local_steps, local_lr) of a sigeo entry, and its weights."""
-    from recnas.estimators import make_estimator
-
-    est = make_estimator(e.name, **e.params)
-    p = est.get_params()
-    return (p["embeddings"], int(p["local_steps"]), float(p["local_lr"])), p["weights"]
-
-
 def _per_spec(fn: Callable[[ArchSpec], Any], specs: list[ArchSpec], width: int) -> np.ndarray:
     """``fn`` on each spec -> ``(n, width)``; an architecture whose scoring raises an arithmetic error
     (e.g. ``log(0)`` in a proxy) gets NaN, reported as a failure and ranked last (see :func:`_fill`)."""
@@ -191,7 +194,7 @@ def _fill(scores: np.ndarray) -> tuple[np.ndarray, int]:
 def _score_all(cfg: BenchConfig, specs: list[ArchSpec], contexts: dict[tuple[str, float], Any],
                cache: _Cache, progress: bool) -> list[ScoreSet]:
     """Every estimator entry and ablation combination in every context ``(init, fraction)``."""
-    from recnas.estimators import SiGeo, make_estimator
+    from recnas.estimators import SiGeo
 
     sets: list[ScoreSet] = []
     terms_memo: dict[tuple, tuple[np.ndarray, float]] = {}
@@ -224,16 +227,18 @@ def _score_all(cfg: BenchConfig, specs: list[ArchSpec], contexts: dict[tuple[str
 
     for init, frac in contexts:
         for e in cfg.estimators:
-            if init not in e.resolved_inits():
-                continue
+            if e.needs_fit or init not in e.resolved_inits():
+                continue  # predictors are judged by the training-set-size sweep (predictor_sweep)
             fr = frac if init == "inherit" else nan
             label = f"{e.display} | {ctx_name(init, frac)}"
-            if e.name == "sigeo":
-                opts, weights = _sigeo_options(e)
-                t, secs = terms(opts, init, frac)
-                scores = SiGeo.combine(t, weights)
+            est = e.make()
+            if isinstance(est, SiGeo):
+                # SiGeo's raw terms serve every weight preset: computed once per (embeddings,
+                # local steps, local lr, context), shared with the ablation, combined per entry
+                p = est.get_params()
+                t, secs = terms((p["embeddings"], int(p["local_steps"]), float(p["local_lr"])), init, frac)
+                scores = SiGeo.combine(t, p["weights"])
             else:
-                est = make_estimator(e.name, **e.params)
                 settings = {"what": e.name, "params": est.get_params(), "ctx": ctx_settings(init, frac)}
                 scores, secs = cache.get_or_compute(
                     f"{e.display}-{init}-{frac:g}-{_digest(settings)}".replace("/", "_").replace(" ", "_"),
@@ -282,6 +287,121 @@ def judge(sets: list[ScoreSet], truth_logloss: np.ndarray, cfg: BenchConfig,
     df = facts.join(df.rename(columns={"estimator": "_est"}))
     df["seconds_per_arch"] = df["seconds"] / n
     return df.reset_index()
+
+
+def predictor_sweep(predictors: Mapping[str, Any], specs: Sequence[ArchSpec], truth_logloss: np.ndarray,
+                    others: Sequence[ScoreSet], section: PredictorSection, top_frac: float = 0.1,
+                    space: SearchSpace | None = None, progress: bool = False) -> pd.DataFrame:
+    """The training-set-size sweep: predictors fitted on part of the ground truth, judged on the rest.
+
+    For each fraction of ``section.train_fractions`` and each of ``section.splits`` seeded random
+    splits (:func:`recnas.bench.stats.train_test_splits`, seed ``section.seed``), every predictor
+    (an unfitted estimator with ``needs_fit``; a fresh clone per split) is fitted on the training
+    architectures with ``y = -`` their seed-mean test log loss and ranks the held-out ones; every
+    score vector of ``others`` (zero-cost / one-shot estimators, scored on all architectures) is
+    restricted to the same held-out architectures. Both are judged by
+    :func:`recnas.bench.stats.ranking_stats` on the held-out set only.
+
+    Args:
+        predictors: label -> unfitted predictor.
+        specs: the benchmark's ``n`` architectures, in the order of ``truth_logloss``'s rows.
+        truth_logloss: ``(n,)`` or ``(n, seeds)`` test log loss (lower = better).
+        others: score sets judged on the same held-out sets (``n`` scores each).
+        section: fractions, splits and seed.
+        top_frac: the top fraction of the top-k precision.
+        space: the search space handed to ``fit`` (the predictors' featurizers need it).
+
+    Returns:
+        One row per (estimator, training fraction, split): ``label``, ``estimator``, ``kind``
+        (``predictor`` or the score set's kind), ``init``, ``fraction`` (warm-up; NaN where none),
+        ``train_fraction``, ``split``, ``n_train``, ``n_test``, ``kendall``, ``spearman``, ``top``,
+        ``gt_runs`` (ground-truth training runs consumed: ``n_train x seeds`` for a predictor, 0 for
+        the others), ``fit_seconds``, ``query_seconds`` (a predictor's predict; another estimator's
+        scoring seconds prorated to the held-out architectures), ``failed`` (non-finite
+        predictions, ranked last). Rows are in a fixed order, and the same arguments give the same
+        values (timings aside).
+    """
+    ll = np.asarray(truth_logloss, dtype=np.float64)
+    ll = ll[:, None] if ll.ndim == 1 else ll
+    n, seeds = ll.shape
+    if len(specs) != n:
+        raise ValueError(f"{len(specs)} architectures but {n} ground-truth rows")
+    for x in others:
+        if np.shape(x.scores) != (n,):
+            raise ValueError(f"score set {x.label!r}: expected {n} scores, got shape {np.shape(x.scores)}")
+    for label, est in predictors.items():
+        if not getattr(est, "needs_fit", False):
+            raise ValueError(f"{label!r} is not a predictor (needs_fit is False); judge it on all architectures")
+    truth = -ll.mean(axis=1)
+    rows: list[dict[str, Any]] = []
+    nan = float("nan")
+    for frac, n_train in zip(section.train_fractions, section.train_sizes(n)):
+        t_frac = time.perf_counter()
+        for j, (tr, te) in enumerate(stats.train_test_splits(n, n_train, section.splits, section.seed)):
+            base = {"train_fraction": frac, "split": j, "n_train": len(tr), "n_test": len(te)}
+            train_specs, test_specs = [specs[i] for i in tr], [specs[i] for i in te]
+            for label, est in predictors.items():
+                model = est.clone()
+                t0 = time.perf_counter()
+                model.fit(train_specs, truth[tr], space=space)
+                t1 = time.perf_counter()
+                pred = model.predict(test_specs)
+                t2 = time.perf_counter()
+                pred, failed = _fill(pred)
+                rows.append({"label": label, "estimator": label, "kind": "predictor", "init": "none", "fraction": nan,
+                             **base, **stats.ranking_stats(pred, truth[te], top_frac), "gt_runs": len(tr) * seeds,
+                             "fit_seconds": t1 - t0, "query_seconds": t2 - t1, "failed": failed})
+            for x in others:
+                rows.append({"label": x.label, "estimator": x.estimator, "kind": x.kind, "init": x.init,
+                             "fraction": x.fraction, **base, **stats.ranking_stats(x.scores[te], truth[te], top_frac),
+                             "gt_runs": 0, "fit_seconds": 0.0, "query_seconds": x.seconds * len(te) / n,
+                             "failed": int((~np.isfinite(x.scores[te])).sum())})
+        if progress:
+            print(f"  predictors sweep: {100 * frac:g}% = {n_train} training architectures x {section.splits} splits "
+                  f"in {time.perf_counter() - t_frac:.1f} s", file=sys.stderr, flush=True)
+    return pd.DataFrame(rows)
+
+
+def sweep_summary(sweep: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """One row per (estimator, training fraction) of :func:`predictor_sweep`'s rows.
+
+    Columns: the row's facts (``label`` .. ``n_test``, ``gt_runs``), ``splits``, and for each of
+    ``kendall``, ``spearman``, ``top``: ``_mean``, ``_std`` and ``_lo`` / ``_hi`` (the ``alpha/2``
+    and ``1 - alpha/2`` percentiles over the splits, :func:`recnas.bench.stats.summarize_splits`);
+    mean ``fit_seconds`` and ``query_seconds``. A predictor's row also names the other estimator
+    with the best mean held-out Kendall at that fraction (``best_other``, chosen after the fact,
+    which favours it) and, paired by split, the mean Kendall difference (``kendall_diff``) and the
+    share of splits on which the predictor ranks better (``better_share``).
+    """
+    rows = []
+    for (label, frac), g in sweep.groupby(["label", "train_fraction"], sort=False):
+        first = g.iloc[0]
+        row: dict[str, Any] = {c: first[c] for c in ("label", "estimator", "kind", "init", "fraction",
+                                                      "train_fraction", "n_train", "n_test", "gt_runs")}
+        row["splits"] = len(g)
+        for m in ("kendall", "spearman", "top"):
+            sm = stats.summarize_splits(g[m].to_numpy(), alpha)
+            for k in ("mean", "std", "lo", "hi"):
+                row[f"{m}_{k}"] = sm[k]
+        row["fit_seconds"] = float(g["fit_seconds"].mean())
+        row["query_seconds"] = float(g["query_seconds"].mean())
+        row["failed"] = int(g["failed"].max())
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    df["best_other"], df["kendall_diff"], df["better_share"] = "", np.nan, np.nan
+    for frac, g in df.groupby("train_fraction", sort=False):
+        others = g[g["kind"] != "predictor"]
+        if others.empty or others["kendall_mean"].isna().all():
+            continue
+        best = others.loc[others["kendall_mean"].idxmax(), "label"]
+        b = sweep[(sweep["label"] == best) & (sweep["train_fraction"] == frac)].set_index("split")["kendall"]
+        for i in g.index[g["kind"] == "predictor"]:
+            p = sweep[(sweep["label"] == df.at[i, "label"]) & (sweep["train_fraction"] == frac)].set_index("split")["kendall"]
+            d = (p - b.reindex(p.index)).dropna()
+            df.at[i, "best_other"] = best
+            df.at[i, "kendall_diff"] = float(d.mean()) if len(d) else np.nan
+            df.at[i, "better_share"] = float((d > 0).mean()) if len(d) else np.nan
+    return df
 
 
 def _seed_splits(k: int, m: int, n: int, seed: int) -> tuple[list[tuple[tuple[int, ...], tuple[int, ...]]], str]:
@@ -417,4 +537,75 @@ def run_compare(cfg: BenchConfig, source: str = "pipeline", progress: bool = Tru
     results.to_csv(out / RESULTS_FILE, index=False)
     scores.to_csv(out / SCORES_FILE, index=False)
     ceilings.to_csv(out / "ceiling.csv", index=False)
-    return write_report(out, cfg, source, table, truth, results, scores, ceilings, pd.DataFrame(warm_info))
+    sweep = summary = None
+    if any(e.needs_fit for e in cfg.estimators):
+        sweep, summary = _run_predictor_sweep(cfg, specs, truth, sets, space, out, progress)
+    return write_report(out, cfg, source, table, truth, results, scores, ceilings, pd.DataFrame(warm_info),
+                       sweep_summary=summary)
+
+
+def _run_predictor_sweep(cfg: BenchConfig, specs: list[ArchSpec], truth: np.ndarray, sets: Sequence[ScoreSet],
+                         space: SearchSpace, out: Path, progress: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`predictor_sweep` of the config's predictor entries against its other estimators
+    (``kind == "estimator"``); writes ``sweep.csv`` and ``sweep_summary.csv`` into ``out``."""
+    predictors = {e.display: e.make() for e in cfg.estimators if e.needs_fit}
+    others = [x for x in sets if x.kind == "estimator"]
+    sweep = predictor_sweep(predictors, specs, truth, others, cfg.predictors, cfg.stats.top_frac, space, progress)
+    summary = sweep_summary(sweep, cfg.stats.alpha)
+    out.mkdir(parents=True, exist_ok=True)
+    sweep.to_csv(out / SWEEP_FILE, index=False)
+    summary.to_csv(out / SWEEP_SUMMARY_FILE, index=False)
+    return sweep, summary
+
+
+def run_sweep(cfg: BenchConfig, source: str = "pipeline", from_dir: str | os.PathLike | None = None,
+              out: str | os.PathLike | None = None, progress: bool = True) -> Path:
+    """The predictors' training-set-size sweep alone, from a finished comparison; returns ``sweep.md``.
+
+    ``from_dir`` (default ``cfg.output``) holds the build's ``build.json`` (it must be this
+    pipeline's build signature), its table (``groundtruth.parquet`` or ``groundtruth.csv``) and the
+    comparison's ``results.csv`` and ``scores.csv``: the other estimators' score vectors are read
+    from there, not recomputed (every row of ``kind == "estimator"``). Writes ``sweep.csv``,
+    ``sweep_summary.csv``, ``sweep_kendall.png`` and ``sweep.md`` into ``out`` (default
+    ``from_dir``); nothing else is written.
+    """
+    from recnas.bench.config import build_signature
+    from recnas.bench.groundtruth import BUILD_FILE, TABLE_FILE, _check_signature
+    from recnas.bench.report import write_sweep
+
+    src = Path(from_dir if from_dir is not None else cfg.output)
+    dst = Path(out) if out is not None else src
+    if not any(e.needs_fit for e in cfg.estimators):
+        raise ValueError(f"{source}: no estimator entry is a predictor (needs_fit); add one, e.g. {{name: ridge}}")
+    if not (src / BUILD_FILE).is_file():
+        raise FileNotFoundError(f"{src}: no {BUILD_FILE}; the ground truth's training settings are unknown")
+    _check_signature(src, build_signature(cfg), source)
+    if (src / TABLE_FILE).is_file():
+        table = read_table(src)
+    elif (src / "groundtruth.csv").is_file():
+        table = pd.read_csv(src / "groundtruth.csv")
+    else:
+        raise FileNotFoundError(f"{src}: neither {TABLE_FILE} nor groundtruth.csv is there")
+    for name in (RESULTS_FILE, SCORES_FILE):
+        if not (src / name).is_file():
+            raise FileNotFoundError(f"{src}: no {name}; run `recnas bench compare` on this pipeline first")
+    space = SearchSpace.load(cfg.space)
+    specs = sample_archs(space, cfg.num_archs, cfg.sample_seed)
+    keys = [s.key() for s in specs]
+    truth = truth_matrix(table, keys, cfg.train.seeds)
+    scores = pd.read_csv(src / SCORES_FILE)
+    if scores["key"].tolist() != keys:
+        raise ValueError(f"{src / SCORES_FILE}: its architectures are not this pipeline's {len(keys)} architectures")
+    results = pd.read_csv(src / RESULTS_FILE)
+    sets = []
+    for r in results[results["kind"] == "estimator"].itertuples(index=False):
+        if r.label not in scores.columns:
+            raise ValueError(f"{src / SCORES_FILE}: no column {r.label!r} (a row of {RESULTS_FILE})")
+        sets.append(ScoreSet(r.label, r.estimator, r.kind, r.init, float(r.fraction),
+                             scores[r.label].to_numpy(dtype=np.float64), float(r.seconds), failed=int(r.failed)))
+    if progress:
+        print(f"recnas bench sweep: {len(specs)} architectures x {len(cfg.train.seeds)} seeds from {src}; "
+              f"{len(sets)} score vectors; training fractions {list(cfg.predictors.train_fractions)} x "
+              f"{cfg.predictors.splits} splits", file=sys.stderr, flush=True)
+    sweep, summary = _run_predictor_sweep(cfg, specs, truth, sets, space, dst, progress)
+    return write_sweep(dst, cfg, source, summary, truth.shape, str(src))

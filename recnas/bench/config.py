@@ -16,6 +16,8 @@ Example (``pipelines/bench_synth.yaml`` is a complete file)::
     estimators:
       - {name: sigeo, params: {weights: public_criteo}}
       - {name: params}
+      - {name: ridge}                 # a predictor: judged by the training-set-size sweep
+    predictors: {train_fractions: [0.1, 0.2, 0.4], splits: 20, seed: 0}
     output: runs/bench_synth
 
     >>> cfg = load_bench("pipelines/bench_synth.yaml", ["num_archs=8"])  # doctest: +SKIP
@@ -23,6 +25,12 @@ Example (``pipelines/bench_synth.yaml`` is a complete file)::
 ``train.workers`` trains that many (architecture, seed) runs at once, each in its own process with
 ``train.threads`` torch threads; it changes only the wall time (every run is seeded), so it may be
 set per machine from the command line: ``recnas bench build PIPELINE --set train.workers=4``.
+
+How an entry is scored follows the estimator's capability flags (class attributes of
+:class:`recnas.estimators.Estimator`), never its name: ``needs_weights = False`` (a size proxy)
+is scored once with ``init: none``; ``needs_supernet`` only with inherited weights; ``needs_fit``
+(a predictor) is not scored on all architectures at all but fitted on part of the ground truth
+and judged on the rest, in the ``predictors:`` sweep (:class:`PredictorSection`).
 """
 
 from __future__ import annotations
@@ -42,15 +50,13 @@ __all__ = [
     "ScoringSection",
     "AblationSection",
     "StatsSection",
+    "PredictorSection",
     "BenchConfig",
     "load_bench",
     "build_signature",
-    "WEIGHT_FREE",
     "INITS",
 ]
 
-#: Estimators that read no weights (scored once, ``init: none``).
-WEIGHT_FREE = frozenset({"params", "flops"})
 INITS = ("inherit", "fresh", "none")
 
 
@@ -123,8 +129,9 @@ class EstimatorEntry:
         name: a registered estimator (``recnas.estimators.ESTIMATORS``).
         params: its keyword parameters.
         inits: ``inherit`` (weights from the warmed-up supernet, scored at every warm-up fraction),
-            ``fresh`` (seeded fresh weights, scored once), or ``none`` for the weight-free
-            estimators (``params``, ``flops``). Empty: the meaningful default for the estimator.
+            ``fresh`` (seeded fresh weights, scored once), or ``none`` for the estimators that read
+            no weights (``needs_weights = False``: ``params``, ``flops``, the predictors). Empty:
+            the meaningful default for the estimator.
         label: the name shown in the report (default: ``name``).
     """
 
@@ -142,14 +149,37 @@ class EstimatorEntry:
     def display(self) -> str:
         return self.label or self.name
 
+    @property
+    def estimator_class(self) -> type[Any]:
+        """The registered estimator class of ``name`` (its capability flags are class attributes)."""
+        from recnas.estimators import ESTIMATORS, make_estimator
+
+        cls = ESTIMATORS.get(self.name)
+        if cls is None:
+            make_estimator(self.name)  # raises, naming the known estimators
+        return cls
+
+    @property
+    def needs_fit(self) -> bool:
+        """A predictor: judged by the training-set-size sweep, not on all architectures."""
+        return bool(self.estimator_class.needs_fit)
+
+    def make(self) -> Any:
+        """A new estimator of this entry (``make_estimator(name, **params)``)."""
+        from recnas.estimators import make_estimator
+
+        return make_estimator(self.name, **self.params)
+
     def resolved_inits(self) -> tuple[str, ...]:
-        """``inits``, or the default: ``none`` for weight-free estimators, ``inherit`` for the
-        one-shot score, both ``inherit`` and ``fresh`` for the others."""
+        """``inits``, or the default from the estimator's capability flags: ``none`` when it reads no
+        weights (``needs_weights = False``) or is a predictor (``needs_fit``: not scored in any
+        context), ``inherit`` when it ``needs_supernet``, both ``inherit`` and ``fresh`` otherwise."""
         if self.inits:
             return self.inits
-        if self.name in WEIGHT_FREE:
+        cls = self.estimator_class
+        if not cls.needs_weights or cls.needs_fit:
             return ("none",)
-        if self.name == "oneshot":
+        if cls.needs_supernet:
             return ("inherit",)
         return ("inherit", "fresh")
 
@@ -281,6 +311,45 @@ class StatsSection:
 
 
 @dataclass(frozen=True)
+class PredictorSection:
+    """The ``predictors:`` section: the training-set-size sweep that judges predictors.
+
+    An estimator entry with ``needs_fit`` (a predictor, e.g. ``{name: ridge}``) is fitted on part of
+    the benchmark's architectures and judged on the rest: for every fraction of ``train_fractions``
+    and each of ``splits`` seeded random splits, a fresh clone is fitted on ``round(fraction x
+    num_archs)`` architectures (target: minus the seed-mean test log loss) and ranks the held-out
+    others. Every other estimator is judged on the same held-out sets beside it.
+
+    Attributes:
+        train_fractions: fractions of ``num_archs`` used for training (each leaves at least two
+            architectures on each side).
+        splits: random splits per fraction (the protocol asks for at least 20).
+        seed: seed of the splits (``sklearn.model_selection.ShuffleSplit``'s ``random_state``).
+    """
+
+    train_fractions: tuple[float, ...] = (0.1, 0.2, 0.4)
+    splits: int = 20
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.train_fractions:
+            raise ValueError("predictors.train_fractions: give at least one fraction")
+        for f in self.train_fractions:
+            if not 0.0 < f < 1.0:
+                raise ValueError(f"predictors.train_fractions: {f} is not in (0, 1)")
+        if len(set(self.train_fractions)) != len(self.train_fractions):
+            raise ValueError(f"predictors.train_fractions: fractions must be distinct, got {list(self.train_fractions)}")
+        if self.splits < 2:
+            raise ValueError(f"predictors.splits must be >= 2 (a spread over splits), got {self.splits}")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"predictors.seed must be in [0, 2**32), got {self.seed}")
+
+    def train_sizes(self, num_archs: int) -> tuple[int, ...]:
+        """Training-set size of each fraction: ``round(fraction x num_archs)``."""
+        return tuple(int(round(f * num_archs)) for f in self.train_fractions)
+
+
+@dataclass(frozen=True)
 class BenchConfig:
     """A whole benchmark pipeline (see the module docstring).
 
@@ -295,6 +364,7 @@ class BenchConfig:
         scoring: scoring minibatches (``ScoringSection``).
         sigeo_ablation: SiGeo term ablation (``AblationSection``).
         stats: statistics (``StatsSection``).
+        predictors: the training-set-size sweep of the predictor entries (``PredictorSection``).
         output: output folder (ground-truth table, warm-ups, report).
     """
 
@@ -308,6 +378,7 @@ class BenchConfig:
     scoring: ScoringSection = field(default_factory=ScoringSection)
     sigeo_ablation: AblationSection = field(default_factory=AblationSection)
     stats: StatsSection = field(default_factory=StatsSection)
+    predictors: PredictorSection = field(default_factory=PredictorSection)
     output: str = "runs/bench"
 
     def __post_init__(self) -> None:
@@ -320,7 +391,21 @@ def load_bench(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
     d = apply_overrides(load_yaml(path), list(overrides))
     cfg = from_dict(BenchConfig, d, source=str(path))
     _check_estimators(cfg, str(path))
+    _check_predictors(cfg, str(path))
     return cfg
+
+
+def _check_predictors(cfg: BenchConfig, source: str) -> None:
+    """With a predictor entry, every training fraction leaves at least two architectures to fit on
+    and two to rank (without one, the section is not used and only its own checks apply)."""
+    if not any(e.needs_fit for e in cfg.estimators):
+        return
+    for f, n_train in zip(cfg.predictors.train_fractions, cfg.predictors.train_sizes(cfg.num_archs)):
+        if n_train < 2 or cfg.num_archs - n_train < 2:
+            raise ConfigError(
+                f"{source}: 'predictors.train_fractions': {f} of num_archs={cfg.num_archs} is {n_train} "
+                f"training and {cfg.num_archs - n_train} held-out architectures; each side needs at least 2"
+            )
 
 
 def _check_estimators(cfg: BenchConfig, source: str) -> None:
@@ -335,9 +420,14 @@ def _check_estimators(cfg: BenchConfig, source: str) -> None:
         except ValueError as err:
             raise ConfigError(f"{source}: '{where}': {err}") from None
         inits = e.resolved_inits()
-        if e.name in WEIGHT_FREE and inits != ("none",):
+        if est.needs_fit and inits != ("none",):
+            raise ConfigError(
+                f"{source}: '{where}.inits': {e.name!r} is a predictor, fitted on measured architectures and "
+                "judged by the predictors sweep; leave inits out"
+            )
+        if not est.needs_weights and inits != ("none",):
             raise ConfigError(f"{source}: '{where}.inits': {e.name!r} reads no weights; use [none] or leave it out")
-        if e.name not in WEIGHT_FREE and "none" in inits:
+        if est.needs_weights and "none" in inits:
             raise ConfigError(f"{source}: '{where}.inits': {e.name!r} needs weights; use inherit and/or fresh")
         if est.needs_supernet and "fresh" in inits:
             raise ConfigError(f"{source}: '{where}.inits': {e.name!r} scores inherited weights only; drop 'fresh'")

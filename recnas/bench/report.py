@@ -24,9 +24,12 @@ from matplotlib.axes import Axes  # noqa: E402
 from recnas.bench import stats  # noqa: E402
 from recnas.bench.config import BenchConfig  # noqa: E402
 
-__all__ = ["plot_rank_scatter", "plot_warmup_sweep", "write_report", "REPORT_FILE"]
+__all__ = ["plot_rank_scatter", "plot_warmup_sweep", "plot_predictor_sweep", "write_report", "write_sweep",
+           "REPORT_FILE", "SWEEP_REPORT_FILE", "SWEEP_PLOT"]
 
 REPORT_FILE = "report.md"
+SWEEP_REPORT_FILE = "sweep.md"
+SWEEP_PLOT = "sweep_kendall.png"
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:
@@ -94,6 +97,151 @@ def plot_warmup_sweep(results: pd.DataFrame, metric: str = "kendall", ceiling: f
     return ax
 
 
+def _shown_others(summary: pd.DataFrame, headline: float | None) -> pd.DataFrame:
+    """The non-predictor rows of a sweep summary shown in its plot and table: fresh and weight-free
+    estimators, and inherited weights at the ``headline`` warm-up only (all of them in the CSVs)."""
+    o = summary[summary["kind"] != "predictor"]
+    if headline is None:
+        return o
+    return o[(o["init"] != "inherit") | np.isclose(o["fraction"].astype(float), headline)]
+
+
+def plot_predictor_sweep(summary: pd.DataFrame, metric: str = "kendall", headline: float | None = None,
+                         ax: Axes | None = None) -> Axes:
+    """Held-out ``metric`` against the training-set size: each predictor's mean over the splits as a
+    solid line with the percentile range of the splits as a band; every other estimator (see
+    :func:`_shown_others`) on the same held-out sets as a thin dotted line.
+
+    Args:
+        summary: :func:`recnas.bench.compare.sweep_summary`'s rows.
+        headline: the warm-up fraction whose inherited-weight estimators are drawn (``None``: all).
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8.5, 4.8))
+    sizes = sorted(summary["n_train"].unique())
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    preds = summary[summary["kind"] == "predictor"]
+    for k, (name, g) in enumerate(preds.groupby("label", sort=False)):
+        g = g.sort_values("n_train")
+        c = colors[k % len(colors)]
+        ax.plot(g["n_train"], g[f"{metric}_mean"], marker="o", lw=2.5, color=c, label=f"{name} (predictor)")
+        ax.fill_between(g["n_train"], g[f"{metric}_lo"], g[f"{metric}_hi"], color=c, alpha=0.12)
+    others = _shown_others(summary, headline)
+    for k, (name, g) in enumerate(others.groupby("label", sort=False)):
+        g = g.sort_values("n_train")
+        ax.plot(g["n_train"], g[f"{metric}_mean"], ls=":", lw=1.2, marker=".",
+                color=colors[(k + len(preds["label"].unique())) % len(colors)], label=name)
+    ax.axhline(0.0, color="grey", lw=0.5)
+    fr = dict(zip(summary["n_train"], summary["train_fraction"]))
+    ax.set_xticks(sizes, [f"{int(s)}\n({100 * fr[s]:g}%)" for s in sizes])
+    ax.set_xlabel("training architectures (fraction of the benchmark)")
+    ax.set_ylabel(f"held-out {metric} (mean over splits)")
+    ax.legend(fontsize=6, ncol=1, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return ax
+
+
+def _label_cell(label: str) -> str:
+    """``"name | context"`` (a score set's label) as ``"name (context)"``: no ``|`` inside a table cell."""
+    name, _, ctx = str(label).partition(" | ")
+    return f"{name} ({ctx})" if ctx else name
+
+
+def _sweep_section(cfg: BenchConfig, summary: pd.DataFrame, n: int, k: int, png: str) -> list[str]:
+    """The markdown of the predictors' training-set-size sweep (tables and the plot's link)."""
+    p = cfg.predictors
+    headline = max(cfg.warmup.fractions)
+    fracs = sorted(summary["train_fraction"].unique())
+    size = dict(zip(summary["train_fraction"], summary["n_train"]))
+    held = dict(zip(summary["train_fraction"], summary["n_test"]))
+    preds = summary[summary["kind"] == "predictor"]
+    others = _shown_others(summary, headline)
+    order_key = others[others["train_fraction"] == fracs[-1]].sort_values("kendall_mean", ascending=False)["label"]
+
+    def cell(g: pd.DataFrame, f: float, m: str) -> str:
+        r = g[g["train_fraction"] == f]
+        if r.empty:
+            return "--"
+        r = r.iloc[0]
+        return f"{_f(r[m + '_mean'])} ± {_f(r[m + '_std'])} [{_f(r[m + '_lo'])}, {_f(r[m + '_hi'])}]"
+
+    header = ["estimator", *[f"train {int(size[f])} ({100 * f:g} %), held out {int(held[f])}" for f in fracs]]
+    rows = [[f"**{name}** (predictor)", *[cell(g, f, "kendall") for f in fracs]]
+            for name, g in preds.groupby("label", sort=False)]
+    rows += [[_label_cell(name), *[cell(others[others["label"] == name], f, "kendall") for f in fracs]]
+             for name in order_key]
+    detail = []
+    for _, r in preds.iterrows():
+        detail.append([
+            str(r["label"]), f"{int(r['n_train'])} ({100 * r['train_fraction']:g} %)", _f(int(r["gt_runs"])),
+            f"{_f(r['kendall_mean'])} [{_f(r['kendall_lo'])}, {_f(r['kendall_hi'])}]",
+            f"{_f(r['spearman_mean'])} [{_f(r['spearman_lo'])}, {_f(r['spearman_hi'])}]",
+            f"{_f(r['top_mean'])} [{_f(r['top_lo'])}, {_f(r['top_hi'])}]",
+            _f(r["fit_seconds"], 4), _f(r["query_seconds"], 4),
+            _label_cell(r["best_other"]) if isinstance(r["best_other"], str) and r["best_other"] else "--",
+            _f(r["kendall_diff"]), _f(r["better_share"], 2),
+        ])
+    k_top = [max(1, round(cfg.stats.top_frac * int(held[f]))) for f in fracs]
+    lines = [
+        "## Predictors: training-set-size sweep (held-out architectures)",
+        "",
+        f"A predictor is fitted on measured architectures, so it is never judged on all {n}: for each training "
+        f"fraction, {p.splits} seeded random splits (`sklearn` `ShuffleSplit`, seed {p.seed}) of the {n} "
+        f"architectures; on each, a fresh predictor is fitted on the training architectures (target: minus the "
+        f"{k}-seed mean test log loss, so it consumes training-set size x {k} ground-truth runs) and ranks the "
+        f"held-out ones. Every other estimator is judged on the same held-out sets (its scores restricted to "
+        f"them; it consumes no ground-truth runs). Cells: mean ± std over the splits "
+        f"[{100 * cfg.stats.alpha / 2:g}th, {100 * (1 - cfg.stats.alpha / 2):g}th percentile of the splits]; "
+        f"top-{100 * cfg.stats.top_frac:g} % precision on the held-out set (k = {', '.join(map(str, k_top))}).",
+        "",
+        *([f"**Only {p.splits} splits per fraction: the protocol asks for at least 20.**", ""] if p.splits < 20 else []),
+        f"Held-out Kendall (other estimators: fresh and weight-free, and inherited weights at the "
+        f"{100 * headline:g} % warm-up; every warm-up is in `sweep.csv` and `sweep_summary.csv`):",
+        "",
+        _md_table(header, rows),
+        "",
+        f"![held-out Kendall vs training-set size]({png})",
+        "",
+        "Each predictor against the other estimator with the best mean held-out Kendall at that fraction "
+        "(over every warm-up; picked after the fact, which favours it), paired by split:",
+        "",
+        _md_table(["predictor", "training archs", "ground-truth runs", "Kendall [range]", "Spearman [range]",
+                   f"top-{100 * cfg.stats.top_frac:g}% [range]", "fit s", "predict s", "best other estimator",
+                   "Kendall difference (mean)", "share of splits better"], detail),
+        "",
+    ]
+    return lines
+
+
+def write_sweep(out: Path, cfg: BenchConfig, source: str, summary: pd.DataFrame, shape: tuple[int, int],
+                truth_from: str) -> Path:
+    """``sweep.md`` and ``sweep_kendall.png`` of a sweep run on its own (``recnas bench sweep``)."""
+    n, k = shape
+    out.mkdir(parents=True, exist_ok=True)
+    _save_sweep_plot(out, cfg, summary, n, k)
+    lines = [
+        f"# Predictors sweep: `{source}`",
+        "",
+        f"Ground truth and the other estimators' score vectors: `{truth_from}` ({n} architectures of "
+        f"`{cfg.space}`, sample seed {cfg.sample_seed}, test log loss of seeds {list(cfg.train.seeds)}). "
+        "Per-split rows: `sweep.csv`; the summary: `sweep_summary.csv`.",
+        "",
+        *_sweep_section(cfg, summary, n, k, SWEEP_PLOT),
+    ]
+    path = out / SWEEP_REPORT_FILE
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _save_sweep_plot(out: Path, cfg: BenchConfig, summary: pd.DataFrame, n: int, k: int) -> None:
+    fig, ax = plt.subplots(figsize=(9.5, 4.8))
+    plot_predictor_sweep(summary, "kendall", headline=max(cfg.warmup.fractions), ax=ax)
+    ax.set_title(f"held-out Kendall vs training-set size ({n} architectures, truth = mean of {k} seeds, "
+                 f"{cfg.predictors.splits} splits)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / SWEEP_PLOT, dpi=80)
+    plt.close(fig)
+
+
 def _f(x: Any, d: int = 3) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "--"
@@ -155,10 +303,17 @@ def _sweep_table(df: pd.DataFrame, metric: str, group: str) -> str:
 
 def write_report(out: Path, cfg: BenchConfig, source: str, table: pd.DataFrame, truth: np.ndarray,
                  results: pd.DataFrame, scores: pd.DataFrame, ceilings: pd.DataFrame,
-                 warm: pd.DataFrame) -> Path:
-    """Writes ``report.md`` and the PNGs into ``out``; returns the report's path."""
+                 warm: pd.DataFrame, sweep_summary: pd.DataFrame | None = None) -> Path:
+    """Writes ``report.md`` and the PNGs into ``out``; returns the report's path.
+
+    ``sweep_summary`` (:func:`recnas.bench.compare.sweep_summary`), when the pipeline has predictor
+    entries, adds the training-set-size sweep section and its plot; predictors are not in
+    ``results`` (the main tables), which point to that section.
+    """
     n, k = truth.shape
     est = results[results["kind"] == "estimator"]
+    pred_names = [] if sweep_summary is None else list(
+        sweep_summary.loc[sweep_summary["kind"] == "predictor", "label"].unique())
     abl = results[results["kind"] == "sigeo_ablation"]
     ceil_k = float(ceilings["kendall"].iloc[0])
     headline = max(cfg.warmup.fractions)
@@ -269,6 +424,9 @@ def write_report(out: Path, cfg: BenchConfig, source: str, table: pd.DataFrame, 
         "",
         _results_table(est[(est["init"] != "inherit") | (est["fraction"] == headline)]),
         "",
+        *([f"Not in this table: the predictors ({', '.join(f'`{x}`' for x in pred_names)}). They are fitted on "
+           f"measured architectures, so they are judged on held-out architectures only: see "
+           f"\"Predictors: training-set-size sweep\" below.", ""] if pred_names else []),
         "![rank scatter](rank_scatter.png)",
         "",
         "## Warm-up sweep (Kendall)",
@@ -302,6 +460,9 @@ def write_report(out: Path, cfg: BenchConfig, source: str, table: pd.DataFrame, 
         _results_table(est),
         "",
     ]
+    if sweep_summary is not None:
+        _save_sweep_plot(out, cfg, sweep_summary, n, k)
+        lines += _sweep_section(cfg, sweep_summary, n, k, SWEEP_PLOT)
     path = out / REPORT_FILE
     path.write_text("\n".join(lines))
     return path

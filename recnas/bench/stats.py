@@ -11,7 +11,10 @@ Functions:
 - :func:`bootstrap_ci`: percentile interval of any of them, resampling *architectures*;
 - :func:`noise_ceiling`: the same statistic between two training seeds of the ground truth;
 - :func:`compare`: one table of every estimator's statistics with intervals, fraction of the
-  ceiling and seconds.
+  ceiling and seconds;
+- :func:`train_test_splits`, :func:`ranking_stats`, :func:`summarize_splits`: the pieces of the
+  predictors' training-set-size sweep (seeded random splits of the architectures, the three
+  statistics on a held-out set, mean / std / percentile interval over the splits).
 
 Example::
 
@@ -37,6 +40,9 @@ __all__ = [
     "bootstrap_ci",
     "noise_ceiling",
     "compare",
+    "train_test_splits",
+    "ranking_stats",
+    "summarize_splits",
 ]
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
@@ -247,3 +253,41 @@ def compare(
     df = pd.DataFrame(rows).set_index("estimator") if rows else pd.DataFrame()
     df.attrs.update(n=n, frac=frac, alpha=alpha, n_seeds=n_seeds)
     return df
+
+
+def train_test_splits(n: int, n_train: int, splits: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``splits`` seeded random (train, held-out) partitions of ``range(n)``, ``n_train`` for training.
+
+    ``sklearn.model_selection.ShuffleSplit`` with ``random_state=seed``: every architecture not in
+    the training set is held out, the two are disjoint, and the same arguments give the same splits.
+    Indices are sorted within each side.
+    """
+    from sklearn.model_selection import ShuffleSplit
+
+    if not 2 <= n_train <= n - 2:
+        raise ValueError(f"n_train must leave at least 2 architectures on each side: n={n}, n_train={n_train}")
+    if splits < 1:
+        raise ValueError(f"splits must be >= 1, got {splits}")
+    ss = ShuffleSplit(n_splits=splits, train_size=n_train, test_size=n - n_train, random_state=seed)
+    return [(np.sort(tr), np.sort(te)) for tr, te in ss.split(np.zeros((n, 1)))]
+
+
+def ranking_stats(pred: Any, truth: Any, frac: float = 0.1) -> dict[str, float]:
+    """``{"kendall", "spearman", "top"}`` of ``pred`` against ``truth`` (both higher = better)."""
+    return {"kendall": kendall(pred, truth), "spearman": spearman(pred, truth),
+            "top": top_k_precision(pred, truth, frac)}
+
+
+def summarize_splits(values: Any, alpha: float = 0.05) -> dict[str, float]:
+    """Mean, std (ddof 1), and the ``alpha/2`` .. ``1 - alpha/2`` percentiles of a statistic over
+    splits (the range that holds ``1 - alpha`` of the splits, not an interval of the mean: the
+    splits share architectures, so they are not independent). NaN values (a constant ranking) are
+    left out; ``n`` counts the rest."""
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        nan = float("nan")
+        return {"mean": nan, "std": nan, "lo": nan, "hi": nan, "n": 0}
+    lo, hi = np.quantile(v, [alpha / 2, 1 - alpha / 2])
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else float("nan"),
+            "lo": float(lo), "hi": float(hi), "n": int(v.size)}
