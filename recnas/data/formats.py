@@ -25,6 +25,12 @@ __all__ = [
     "CRITEO_DENSE",
     "CRITEO_SPARSE",
     "AVAZU_COLUMNS",
+    "AVAZU_HEX",
+    "AVAZU_HOUR",
+    "AVAZU_DERIVED",
+    "SPARSE_FORMS",
+    "DATE_HOUR",
+    "DATE_HOUR_DERIVED",
     "open_binary",
     "read_first_line",
     "layout_from_first_line",
@@ -47,8 +53,20 @@ AVAZU_HEX = (
     "site_id", "site_domain", "site_category", "app_id", "app_domain", "app_category",
     "device_id", "device_ip", "device_model",
 )  # fmt: skip
-# Avazu's ``hour`` (YYMMDDHH) is replaced by these two derived categorical features.
-AVAZU_DERIVED = ("hour_of_day", "weekday")
+
+# How the raw field of a sparse column becomes integer codes (``Layout.sparse``): ``hex`` (8 hex
+# digits), ``int`` (an integer), or ``yymmddhh`` (a date and hour, YYMMDDHH: decoded into the
+# derived features of DATE_HOUR_DERIVED instead of a code of its own).
+SPARSE_FORMS = ("hex", "int", "yymmddhh")
+DATE_HOUR = "yymmddhh"
+#: The features a date-hour column is decoded into, in model order: (name, code form, meaning).
+DATE_HOUR_DERIVED = (
+    ("hour_of_day", "int", "HH of {column} (YYMMDDHH)"),
+    ("weekday", "int", "Monday=0 .. Sunday=6"),
+)
+# Avazu's ``hour`` column is its date-hour: replaced by hour_of_day and weekday.
+AVAZU_HOUR = "hour"
+AVAZU_DERIVED = tuple(name for name, _, _ in DATE_HOUR_DERIVED)
 
 
 class BadInputError(ValueError):
@@ -67,7 +85,7 @@ class Layout:
         columns: every field of a data line, in file order.
         label: the label column, or ``None`` for unlabelled files (Criteo ``test.txt``).
         dense: integer columns that become dense features.
-        sparse: ``(column, form)`` pairs; form ``hex`` (8 hex digits) or ``int`` (an integer).
+        sparse: ``(column, form)`` pairs, form one of :data:`SPARSE_FORMS`.
         ignored: columns read but not used (``Id``, Avazu's ``id``).
     """
 
@@ -96,6 +114,21 @@ class Layout:
     def describe(self) -> str:
         sep = "tab" if self.delimiter == "\t" else "comma"
         return f"{self.num_fields} {sep}-separated fields ({self.name})"
+
+    @property
+    def output_sparse(self) -> tuple[tuple[str, str], ...]:
+        """``(feature, code form)`` of every sparse feature a file of this layout yields, in model
+        order: a column keeps its name and form, a date-hour column yields its derived features."""
+        out: list[tuple[str, str]] = []
+        for c, form in self.sparse:
+            out.extend(((n, f) for n, f, _ in DATE_HOUR_DERIVED) if form == DATE_HOUR else ((c, form),))
+        return tuple(out)
+
+    @property
+    def derived(self) -> dict[str, str]:
+        """``{derived feature: meaning}`` of the layout's date-hour columns (empty if it has none)."""
+        return {n: text.format(column=c) for c, form in self.sparse if form == DATE_HOUR
+                for n, _, text in DATE_HOUR_DERIVED}
 
 
 def _criteo_tsv(fmt: str, labelled: bool) -> Layout:
@@ -129,7 +162,10 @@ def _criteo_csv(labelled: bool) -> Layout:
 
 def _avazu(labelled: bool) -> Layout:
     cols = AVAZU_COLUMNS if labelled else tuple(c for c in AVAZU_COLUMNS if c != "click")
-    sparse = tuple((c, "hex" if c in AVAZU_HEX else "int") for c in cols if c not in ("id", "click"))
+    sparse = tuple(
+        (c, "hex" if c in AVAZU_HEX else DATE_HOUR if c == AVAZU_HOUR else "int")
+        for c in cols if c not in ("id", "click")
+    )
     return Layout(
         name="avazu-csv" if labelled else "avazu-csv-test",
         fmt="avazu",
@@ -138,7 +174,7 @@ def _avazu(labelled: bool) -> Layout:
         columns=cols,
         label="click" if labelled else None,
         dense=(),
-        sparse=sparse,  # includes ("hour", "int"): decoded into AVAZU_DERIVED
+        sparse=sparse,
         ignored=("id",),
     )
 
@@ -148,10 +184,7 @@ def output_features(fmt: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     check_format(fmt)
     if fmt in ("criteo", "criteo-1tb"):
         return CRITEO_DENSE, CRITEO_SPARSE
-    sparse = []
-    for c, _ in _avazu(True).sparse:
-        sparse.extend(AVAZU_DERIVED if c == "hour" else (c,))
-    return (), tuple(sparse)
+    return (), tuple(name for name, _ in _avazu(True).output_sparse)
 
 
 def check_format(fmt: str) -> None:

@@ -345,10 +345,7 @@ def _replace(opts: PrepareOptions, **changes: Any) -> PrepareOptions:
 def _meta(opts: PrepareOptions, paths, layouts, fmt: str, encode_like) -> dict[str, Any]:
     dense_names, sparse_names = output_features(fmt)
     lay = next(lay for lay in layouts if lay is not None)
-    forms = {c: f for c, f in lay.sparse}
-    if "hour" in forms:
-        forms.pop("hour")
-        forms.update({"hour_of_day": "int", "weekday": "int"})
+    forms = dict(lay.output_sparse)
     meta: dict[str, Any] = {
         "encoding": opts.encoding,
         "categorical_codes": {n: forms[n] for n in sparse_names},
@@ -368,8 +365,8 @@ def _meta(opts: PrepareOptions, paths, layouts, fmt: str, encode_like) -> dict[s
         meta["vocab_rule"] = "0 missing, 1 out of vocabulary, 2 + k for vocab_file[name][k]"
     if encode_like is not None:
         meta["encoded_like"] = str(encode_like)
-    if fmt == "avazu":
-        meta["derived"] = {"hour_of_day": "HH of hour (YYMMDDHH)", "weekday": "Monday=0 .. Sunday=6"}
+    if lay.derived:
+        meta["derived"] = lay.derived
     return meta
 
 

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from recnas.data.formats import BadInputError, Layout, open_binary
+from recnas.data.formats import DATE_HOUR, BadInputError, Layout, open_binary
 
 __all__ = ["MISSING", "REASONS", "BadRow", "Decoded", "read_decoded", "CHUNK_BYTES"]
 
@@ -119,7 +119,7 @@ def _parse(piece: bytes, layout: Layout, typed: bool = True) -> tuple[pa.Table, 
         return "skip"
 
     ints = set(layout.dense) | ({layout.label} if layout.label else set())
-    ints |= {c for c, form in layout.sparse if form == "int"}
+    ints |= {c for c, form in layout.sparse if form in ("int", DATE_HOUR)}
     types = {c: (pa.int64() if typed and c in ints else pa.string()) for c in layout.columns}
     try:
         table = pacsv.read_csv(
@@ -316,7 +316,7 @@ def decode(table: pa.Table, layout: Layout) -> tuple[np.ndarray, np.ndarray, np.
         col[empty] = np.nan
         dense[j] = col
 
-    num_out = len(layout.sparse) + (1 if any(c == "hour" for c, _ in layout.sparse) else 0)
+    num_out = len(layout.output_sparse)
     codes = np.empty((num_out, n), dtype=np.int64)
     k = 0
     for c, form in layout.sparse:
@@ -327,7 +327,7 @@ def decode(table: pa.Table, layout: Layout) -> tuple[np.ndarray, np.ndarray, np.
             k += 1
             continue
         vals, empty, badint = _parse_int(arr)
-        if c == "hour":
+        if form == DATE_HOUR:  # -> the DATE_HOUR_DERIVED codes: hour of day, weekday
             yy, mm, dd, hh = vals // 1000000, vals // 10000 % 100, vals // 100 % 100, vals % 100
             wrong = badint | empty | (vals < 0) | (vals > 99999999)
             wrong |= (mm < 1) | (mm > 12) | (dd < 1) | (dd > 31) | (hh > 23)

@@ -35,7 +35,9 @@ from tqdm import tqdm
 from recnas.data.encode import mix64
 from recnas.data.formats import (
     AVAZU_COLUMNS,
+    AVAZU_DERIVED,
     AVAZU_HEX,
+    AVAZU_HOUR,
     CRITEO_DENSE,
     CRITEO_SPARSE,
     check_format,
@@ -417,11 +419,11 @@ def fit_profile(fmt: str, sample: str | Path) -> SynthProfile:
         raise ValueError(f"--like {sample}: no usable rows")
     base = default_profile(fmt)
     _, sparse_names = output_features(fmt)
-    forms = {c: f for c, f in layout.sparse}
+    forms = dict(layout.output_sparse)
     sparse = []
     for j, name in enumerate(sparse_names):
-        if name in ("hour_of_day", "weekday"):
-            continue  # derived from the synthetic hour column, not drawn
+        if name in layout.derived:
+            continue  # derived from the synthetic date-hour column, not drawn
         sparse.append(_fit_cat(name, forms[name], codes_all[j]))
     dense_specs = []
     for j, spec in enumerate(base.dense):
@@ -451,7 +453,8 @@ def _avazu_hour_ranks(start: int, n: int, rows: int) -> tuple[np.ndarray, np.nda
 
 def _avazu_teacher_profile(profile: SynthProfile) -> SynthProfile:
     """The teacher of Avazu also sees hour of day and weekday as categorical fields."""
-    extra = (CatSpec("hour_of_day", "int", 24, 0.0, 0.0), CatSpec("weekday", "int", 7, 0.0, 0.0))
+    hour_of_day, weekday = AVAZU_DERIVED
+    extra = (CatSpec(hour_of_day, "int", 24, 0.0, 0.0), CatSpec(weekday, "int", 7, 0.0, 0.0))
     return replace(profile, sparse=extra + profile.sparse)
 
 
@@ -552,7 +555,7 @@ def _avazu_chunk(profile, teacher, seed, c, start, n, rows, chunk_rows) -> pa.Ta
     prob = _sigmoid(teacher.logits(all_ranks, np.empty((0, n))))
     label = (u < prob).astype(np.int8)
     ids = mix64(np.arange(start + 1, start + n + 1, dtype=np.uint64) ^ np.uint64(seed))
-    cols = {"id": pa.array(ids), "click": pa.array(label), "hour": pa.array(hour)}
+    cols = {"id": pa.array(ids), "click": pa.array(label), AVAZU_HOUR: pa.array(hour)}
     for j, spec in enumerate(profile.sparse):
         cols[spec.name] = _cat_array(spec, j, ranks[j])
     return pa.table({name: cols[name] for name in AVAZU_COLUMNS})
