@@ -374,6 +374,38 @@ def test_a_predictor_drives_an_oracle_search_end_to_end_and_resumes(workdir):
     assert (out / "oracle" / f"{fifth['key']}-s0").is_dir()
 
 
+def test_a_search_killed_in_the_warm_up_and_in_the_final_training_loses_nothing(workdir):
+    """`recnas search` SIGKILLed at a warm-up checkpoint (``warmup.checkpoint``), rerun and SIGKILLed
+    after the first model of the final training (``final.model``), then rerun to the end: the journal
+    and final.csv equal an uninterrupted run's, the finished final model is read back, not retrained."""
+    def pipe(out):
+        return _pipeline(workdir / "cache", out, search={"budget": 8}, export={"top": 1},
+                         final={"top": 1, "baselines": ["dlrm"], "batch_size": 128, "fraction": 0.2})
+    ref = run_search(load_pipeline(_write(workdir / "stages_ref.yaml", pipe(workdir / "stages_ref"))), progress=False)
+    out = workdir / "stages"
+    p = _write(workdir / "stages.yaml", pipe(out))
+
+    def run(fault=None):
+        env = {**_env(), **({"RECNAS_FAULT": fault} if fault else {})}
+        return subprocess.run([PY, "-m", "recnas", "search", str(p), "--no-progress"], env=env,
+                              capture_output=True, text=True, timeout=TIMEOUT)
+
+    r = run("warmup.checkpoint:2")
+    assert r.returncode == -signal.SIGKILL, r.stderr[-3000:]
+    assert not (out / "supernet.json").exists() and not _trials(out)
+    r = run("final.model:1")
+    assert r.returncode == -signal.SIGKILL, r.stderr[-3000:]
+    assert len(_trials(out)) == 8 and not (out / "final.csv").exists()
+    first = next((out / "final").glob("*/result.json")).parent / "train" / "checkpoints"
+    stamp = {f: f.stat().st_mtime_ns for f in first.rglob("*") if f.is_file()}
+    assert stamp
+    r = run()
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [(t["key"], t["score"]) for t in _trials(out)] == [(t["key"], t["score"]) for t in ref.trials]
+    assert (out / "final.csv").read_text() == (workdir / "stages_ref" / "final.csv").read_text()
+    assert {f: f.stat().st_mtime_ns for f in first.rglob("*") if f.is_file()} == stamp  # not trained again
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
