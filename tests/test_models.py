@@ -13,12 +13,10 @@ from recnas.data.batch import random_batch
 from recnas.data.feature_map import DenseFeature, FeatureMap, SparseFeature
 from recnas.models import CTRModel, SparseArch
 from recnas.models.layout import dot_fields, liveness
+from recnas.space import DENSE_OPS, SPARSE_OPS
 from recnas.space.spec import ArchSpec, BlockSpec, SpecError
 
 from norms import ln, randomize_norms  # tests/norms.py
-
-DENSE_OPS = ["fc", "dot", "gating", "sum", "cross"]
-SPARSE_OPS = ["efc", "attention"]
 
 
 def small_fm(num_dense: int = 3, num_sparse: int = 4) -> FeatureMap:
@@ -165,6 +163,16 @@ def test_attention_matches_torch_multihead_attention():
         f = F.linear(torch.relu(F.linear(h, op.ffn1_weight, op.ffn1_bias)), op.ffn2_weight, op.ffn2_bias)
         want = F.layer_norm(h + f, (8,), op.norm2_weight, op.norm2_bias)
         torch.testing.assert_close(op(s, plan), want, atol=1e-5, rtol=1e-5)
+
+
+def test_every_op_of_the_space_has_one_implementation():
+    """The op names are listed once (recnas.space.space); the models implement exactly those."""
+    from recnas.models import layout
+    from recnas.models.ops import DENSE_OP_CLASSES, SPARSE_OP_CLASSES
+
+    assert tuple(DENSE_OP_CLASSES) == DENSE_OPS == layout.DENSE_OPS
+    assert tuple(SPARSE_OP_CLASSES) == SPARSE_OPS == layout.SPARSE_OPS
+    assert layout.READS_SPARSE < set(DENSE_OPS)
 
 
 def test_num_params_is_the_sum_of_numels():

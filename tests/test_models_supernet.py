@@ -10,13 +10,10 @@ import torch.nn.functional as F
 from recnas.data.batch import random_batch
 from recnas.data.feature_map import DenseFeature, FeatureMap, SparseFeature
 from recnas.models import CTRModel, Supernet
-from recnas.space import SearchSpace
+from recnas.space import DENSE_OPS, SPARSE_OPS, SearchSpace
 from recnas.space.spec import ArchSpec, BlockSpec, SpecError
 
 from norms import ln, randomize_norms  # tests/norms.py
-
-DENSE_OPS = ["fc", "dot", "gating", "sum", "cross"]
-SPARSE_OPS = ["efc", "attention"]
 
 
 def small_fm(num_dense: int = 3, num_sparse: int = 4) -> FeatureMap:

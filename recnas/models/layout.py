@@ -43,6 +43,7 @@ import math
 
 import torch
 
+from recnas.space.space import DENSE_OPS, SPARSE_OPS  # the one list of op names
 from recnas.space.spec import ArchSpec, BlockSpec, SpecError
 
 __all__ = [
@@ -62,8 +63,9 @@ __all__ = [
     "spec_layout",
 ]
 
-DENSE_OPS = ("fc", "dot", "gating", "sum", "cross")
-SPARSE_OPS = ("efc", "attention")
+# DENSE_OPS / SPARSE_OPS (re-exported here) are defined once, in recnas.space.space: the space layer
+# names the ops without importing torch; recnas.models.ops implements each (DENSE_OP_CLASSES /
+# SPARSE_OP_CLASSES, which tests/test_models.py checks against these lists).
 NUM_HEADS = 2
 
 # Dense ops that read the sparse input s (fc and cross read only x).
