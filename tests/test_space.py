@@ -1,4 +1,4 @@
-"""SearchSpace and ArchSpec: loading, validation, sampling, mutation and the estimator views."""
+"""SearchSpace and ArchSpec: loading, validation, sampling, mutation; the featurizers of recnas.space.features."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from recnas.space import DENSE_OPS, SPARSE_OPS, ArchSpec, BlockSpec, SearchSpace, SpecError, available_spaces
+from recnas.space import DENSE_OPS, SPARSE_OPS, ArchSpec, BlockSpec, SearchSpace, SpecError, available_spaces, features
 
 SHIPPED = ["tiny", "nasrec_small", "nasrec_full", "ctr_extended"]
 BLOCK_FIELDS = ("dense_op", "sparse_op", "dense_dim", "sparse_dim", "dense_in", "sparse_in",
@@ -285,7 +285,7 @@ def test_largest_is_the_full_path(name: str) -> None:
     assert ops == set(space.dense_ops)  # ops are sampled, not fixed
 
 
-# ---------------------------------------------------------------- encodings
+# ---------------------------------------------------------------- featurizers (recnas.space.features)
 
 
 @pytest.mark.parametrize("name", ["tiny", "nasrec_full", "ctr_extended"])
@@ -300,38 +300,88 @@ def test_encode_graph_tokens_fixed_shape_and_injective(name: str) -> None:
     # near neighbours too: single mutations are the hardest pairs to tell apart
     archs += [space.mutate(a, rng) for a in archs[:100]]
     encs, graphs, toks = set(), set(), set()
+    D, V, F = features.encoding_size(space), features.graph_num_nodes(space), features.graph_feature_size(space)
+    n_types = len(features.graph_node_types(space))
+    L, n_vocab = features.token_length(space), features.vocab_size(space)
     for a in archs:
-        e = space.encode(a)
-        assert e.shape == (space.encoding_size,) and e.dtype == np.float32 and set(np.unique(e)) <= {0.0, 1.0}
-        A, X = space.graph(a)
-        V, F = space.graph_num_nodes, space.graph_feature_size
-        assert A.shape == (V, V) and X.shape == (V, F)
+        e = features.encode(space, a)
+        assert e.shape == (D,) and e.dtype == np.float32 and set(np.unique(e)) <= {0.0, 1.0}
+        A, X = features.graph(space, a)
+        assert A.shape == (V, V) and X.shape == (V, F) and A.dtype == X.dtype == np.float32
         assert (A[-1, :-1] == 1).all() and (A[:-1, -1] == 1).all() and np.trace(A) == 0  # global node
-        assert (X[:, : len(space.graph_node_types)].sum(axis=1) == 1).all()  # one node type each
-        t = space.tokens(a)
-        assert len(t) == space.token_length and all(0 <= x < space.vocab_size for x in t)
+        assert (X[:, :n_types].sum(axis=1) == 1).all()  # one node type each
+        t = features.tokenize(space, a)
+        assert len(t) == L and all(0 <= x < n_vocab for x in t)
         encs.add(e.tobytes())
         graphs.add(A.tobytes() + X.tobytes())
         toks.add(tuple(t))
     n = len({a.key() for a in archs})
     assert len(encs) == len(graphs) == len(toks) == n
+    # the batch featurizers stack the per-spec views
+    assert (features.onehot(space, archs[:5]) == np.stack([features.encode(space, a) for a in archs[:5]])).all()
+    assert (features.tokens(space, archs[:5]) == np.array([features.tokenize(space, a) for a in archs[:5]])).all()
+    As, Xs = features.graphs(space, archs[:5])
+    assert all((As[i] == features.graph(space, a)[0]).all() and (Xs[i] == features.graph(space, a)[1]).all()
+               for i, a in enumerate(archs[:5]))
+
+
+def test_encode_layout(tiny: SearchSpace) -> None:
+    arch = _tiny_spec(dense_op="dot", deep_fm=True)
+    e = features.encode(tiny, arch)
+    # embedding_dim one-hot, then per block 5 dense ops, 2 sparse ops, 2 + 2 dims, 3 + 3 nodes, 2 + 2 switches
+    per_block = 5 + 2 + 2 + 2 + 3 + 3 + 2 + 2
+    assert e.shape == (1 + 3 * per_block,)
+    b1 = e[1 + per_block: 1 + 2 * per_block]
+    assert b1[:5].tolist() == [0, 1, 0, 0, 0]  # dense_op dot
+    assert b1[11:14].tolist() == [1, 1, 0] and b1[14:17].tolist() == [0, 1, 0]  # dense_in (0, 1), sparse_in (1,)
+    assert b1[-2:].tolist() == [0, 1]  # deep_fm true
+    assert e.sum() == 1 + 3 * 6 + sum(len(b.dense_in) + len(b.sparse_in) for b in arch.blocks)
 
 
 def test_graph_edges_follow_the_connections(tiny: SearchSpace) -> None:
     arch = _tiny_spec(dense_op="dot", deep_fm=True)
-    A, X = tiny.graph(arch)
-    types = tiny.graph_node_types
+    A, X = features.graph(tiny, arch)
+    types = features.graph_node_types(tiny)
     d1, s1 = 2 + 2 * 1, 3 + 2 * 1  # block 1's dense and sparse op nodes
     assert X[d1, types.index("dense:dot")] == 1 and X[s1, types.index("sparse:efc")] == 1
     # dense_in (0, 1): input_dense and block 0's dense node; dot also reads sparse_in (1,) = block 0's sparse node
     assert set(np.flatnonzero(A[:-1, d1])) == {0, 2, 3, s1}  # s1 -> d1 is the deep_fm edge
     assert set(np.flatnonzero(A[:-1, s1])) == {3}
-    out = tiny.graph_num_nodes - 2
+    out = features.graph_num_nodes(tiny) - 2
     assert set(np.flatnonzero(A[:-1, out])) == {2 + 2 * 2, 3 + 2 * 2}
+    # fc reads no sparse source; dense_sparse_interact adds dense op -> sparse op of the same block
+    A2, X2 = features.graph(tiny, _tiny_spec(dense_op="fc", dense_sparse_interact=True))
+    assert set(np.flatnonzero(A2[:-1, d1])) == {0, 2}
+    assert set(np.flatnonzero(A2[:-1, s1])) == {3, d1}
+    assert X2[s1, -1] == 1 and X2[d1, -2] == 0  # flags: dense_sparse_interact on the sparse node, deep_fm off
+
+
+def test_tokens_vocab(tiny: SearchSpace) -> None:
+    vocab = features.vocab(tiny)
+    assert sorted(vocab.values()) == list(range(1, features.vocab_size(tiny)))  # 0 is kept for padding
+    assert {k for k, _ in vocab} == set(BLOCK_FIELDS) | {"embedding_dim"}
+    arch = _tiny_spec(dense_op="dot")
+    t = features.tokenize(tiny, arch)
+    assert t[0] == vocab[("embedding_dim", 8)]
+    per_block = 6 + 2 * tiny.max_connections
+    b1 = t[1 + per_block: 1 + 2 * per_block]
+    assert b1[:4] == [vocab[("dense_op", "dot")], vocab[("sparse_op", "efc")], vocab[("dense_dim", 8)],
+                      vocab[("sparse_dim", 4)]]
+    assert b1[4:8] == [vocab[("dense_in", 0)], vocab[("dense_in", 1)], vocab[("sparse_in", 1)], 0]
+    assert b1[8:] == [vocab[("dense_sparse_interact", False)], vocab[("deep_fm", False)]]
 
 
 def test_views_reject_specs_outside_the_space(tiny: SearchSpace) -> None:
     bad = _tiny_spec(dense_dim=100)
-    for view in (tiny.encode, tiny.graph, tiny.tokens):
+    for view in (features.encode, features.graph, features.tokenize):
         with pytest.raises(SpecError, match=r"blocks\[1\].dense_dim"):
-            view(bad)
+            view(tiny, bad)
+    for kind in features.FEATURIZERS:
+        with pytest.raises(SpecError, match=r"blocks\[1\].dense_dim"):
+            features.featurize(kind, tiny, [_tiny_spec(), bad])
+
+
+def test_search_space_holds_no_encoding_code() -> None:
+    gone = ("encode", "encoding_size", "graph", "graph_node_types", "graph_num_nodes", "graph_feature_size",
+            "tokens", "_vocab", "vocab_size", "token_length")
+    assert [n for n in gone if hasattr(SearchSpace, n)] == []

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recnas.space import ArchSpec, SearchSpace
+from recnas.space import ArchSpec, SearchSpace, features
 
 
 def recnas(*args: str) -> subprocess.CompletedProcess:
@@ -24,6 +24,11 @@ def test_show_prints_choices_and_size() -> None:
     assert "dense_ops: [fc, dot, gating, sum]" in r.stdout
     assert "sparse_dims: [16, 32, 48, 64]" in r.stdout
     assert f"size: {space.size():.4g} architectures" in r.stdout
+    # the featurizers' sizes (recnas.space.features)
+    assert (f"encoding_size: {features.encoding_size(space)}  graph: V={features.graph_num_nodes(space)} "
+            f"F={features.graph_feature_size(space)}  tokens: {features.token_length(space)} "
+            f"(vocab {features.vocab_size(space)})") in r.stdout
+    assert "encoding_size: 253  graph: V=18 F=25  tokens: 99 (vocab 38)" in r.stdout
 
 
 def test_sample_prints_valid_reproducible_json_lines() -> None:

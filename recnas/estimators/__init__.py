@@ -17,6 +17,10 @@ name           what                                                            m
 ``fisher``     activation Fisher information                                   ``fisher``
 ``naswot``     log det of the ReLU-code kernel                                 ``naswot``
 ``jacob_cov``  correlation of input Jacobians (input = embedding outputs)      ``jacob_cov``
+``ridge``      predictor: ridge regression on the one-hot encoding             ``predictors.linear``
+``rf``         predictor: random forest (``predict_std``: spread over trees)   ``predictors.trees``
+``gbt``        predictor: gradient-boosted trees                               ``predictors.trees``
+``mlp``        predictor: MLP, WeakNAS's weak predictor (4 x 1000 units)       ``predictors.mlp``
 =============  ==============================================================  =====================
 
 Candidates get weights inherited from a supernet (``ScoringContext(init="inherit")``, sub-one-shot)

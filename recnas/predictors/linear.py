@@ -28,8 +28,7 @@ class Ridge(Predictor):
     def _fit(self, X: np.ndarray, y: np.ndarray) -> None:
         from sklearn.linear_model import Ridge as SkRidge
 
-        self.y_mean_, self.y_std_ = float(y.mean()), float(y.std()) or 1.0
-        self.model_ = SkRidge(alpha=self.alpha).fit(X, (y - self.y_mean_) / self.y_std_)
+        self.model_ = SkRidge(alpha=self.alpha).fit(X, self._standardise(y))
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
-        return self.model_.predict(X) * self.y_std_ + self.y_mean_
+        return self._unstandardise(self.model_.predict(X))

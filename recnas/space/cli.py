@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recnas.space import features as F
 from recnas.space.space import SearchSpace, available_spaces
 from recnas.space.spec import ArchSpec, SpecError
 
@@ -64,8 +65,8 @@ def _show(args: argparse.Namespace) -> int:
             value = "[" + ", ".join(str(v).lower() if isinstance(v, bool) else str(v) for v in value) + "]"
         print(f"{key}: {value}")
     print(f"size: {space.size():.4g} architectures")
-    print(f"encoding_size: {space.encoding_size}  graph: V={space.graph_num_nodes} F={space.graph_feature_size}  "
-          f"tokens: {space.token_length} (vocab {space.vocab_size})")
+    print(f"encoding_size: {F.encoding_size(space)}  graph: V={F.graph_num_nodes(space)} "
+          f"F={F.graph_feature_size(space)}  tokens: {F.token_length(space)} (vocab {F.vocab_size(space)})")
     return 0
 
 

@@ -1,7 +1,8 @@
 """Search spaces: the choices an architecture may make, loaded from ``spaces/*.yaml``.
 
-A :class:`SearchSpace` is a frozen dataclass of choice lists. It validates, samples, mutates and
-encodes :class:`~recnas.space.spec.ArchSpec` objects; it never holds an architecture itself.
+A :class:`SearchSpace` is a frozen dataclass of choice lists. It validates, samples and mutates
+:class:`~recnas.space.spec.ArchSpec` objects; it never holds an architecture itself. Its views as
+arrays for predictors (one-hot vector, graph, tokens) are in :mod:`recnas.space.features`.
 
 Example::
 
@@ -10,7 +11,7 @@ Example::
     >>> arch = space.sample(np.random.default_rng(0))
     >>> space.contains(arch)
     True
-    >>> space.encode(arch).shape == (space.encoding_size,)
+    >>> space.contains(space.mutate(arch, np.random.default_rng(1)))
     True
 """
 
@@ -18,8 +19,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from functools import cached_property
-from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ DENSE_OPS: tuple[str, ...] = ("fc", "dot", "gating", "sum", "cross")
 #: Every sparse op recnas implements, in canonical order.
 SPARSE_OPS: tuple[str, ...] = ("efc", "attention")
 
-# The per-block choices, in the order used by encode() and tokens().
+# The per-block choices, in the order mutate() lists them.
 _BLOCK_CHOICES: tuple[str, ...] = (
     "dense_op",
     "sparse_op",
@@ -369,193 +368,3 @@ class SearchSpace:
         for i in range(self.num_blocks):
             total *= float(per_block) * float(self._n_conn_sets(i)) ** 2
         return total
-
-    # ------------------------------------------------------------------ encodings
-
-    @property
-    def encoding_size(self) -> int:
-        """Length of :meth:`encode`'s vector."""
-        per_block = (
-            len(self.dense_ops)
-            + len(self.sparse_ops)
-            + len(self.dense_dims)
-            + len(self.sparse_dims)
-            + 2 * self.num_blocks
-            + len(self.dense_sparse_interact)
-            + len(self.deep_fm)
-        )
-        return len(self.embedding_dims) + self.num_blocks * per_block
-
-    def encode(self, spec: ArchSpec) -> np.ndarray:
-        """Fixed-length float32 vector of the choices (the WeakNAS encoding), ``(encoding_size,)``.
-
-        Layout: one-hot ``embedding_dim``; then per block: one-hot ``dense_op``, ``sparse_op``,
-        ``dense_dim``, ``sparse_dim``, multi-hot ``dense_in`` and ``sparse_in`` over nodes
-        ``0..num_blocks-1``, one-hot ``dense_sparse_interact`` and ``deep_fm``. Distinct specs of
-        the space get distinct vectors.
-        """
-        self.validate(spec)
-        parts: list[np.ndarray] = [_one_hot(self.embedding_dims, spec.embedding_dim)]
-        for b in spec.blocks:
-            parts += [
-                _one_hot(self.dense_ops, b.dense_op),
-                _one_hot(self.sparse_ops, b.sparse_op),
-                _one_hot(self.dense_dims, b.dense_dim),
-                _one_hot(self.sparse_dims, b.sparse_dim),
-                _multi_hot(self.num_blocks, b.dense_in),
-                _multi_hot(self.num_blocks, b.sparse_in),
-                _one_hot(self.dense_sparse_interact, b.dense_sparse_interact),
-                _one_hot(self.deep_fm, b.deep_fm),
-            ]
-        return np.concatenate(parts).astype(np.float32)
-
-    # Graph view ---------------------------------------------------------------
-
-    @property
-    def graph_node_types(self) -> tuple[str, ...]:
-        """Node-type names, the first columns of :meth:`graph`'s features."""
-        return (
-            ("input_dense", "input_sparse")
-            + tuple(f"dense:{op}" for op in self.dense_ops)
-            + tuple(f"sparse:{op}" for op in self.sparse_ops)
-            + ("output", "global")
-        )
-
-    @property
-    def graph_num_nodes(self) -> int:
-        """``V`` of :meth:`graph`: 2 inputs + 2 per block + output + global."""
-        return 2 * self.num_blocks + 4
-
-    @property
-    def graph_feature_size(self) -> int:
-        """``F`` of :meth:`graph`."""
-        return len(self.graph_node_types) + len(self.embedding_dims) + len(self.dense_dims) + len(self.sparse_dims) + 2
-
-    def graph(self, spec: ArchSpec) -> tuple[np.ndarray, np.ndarray]:
-        """Graph view for graph surrogates (BONAS): ``(adjacency (V, V), features (V, F))``, float32.
-
-        Nodes: 0 ``input_dense``, 1 ``input_sparse``; for block ``i`` node ``2 + 2i`` (its dense op)
-        and ``3 + 2i`` (its sparse op); then ``output`` and ``global``. ``A[u, v] = 1`` iff ``u``'s
-        output feeds ``v``: the dense op reads the dense sources of ``dense_in`` and, for the ops that
-        read the sparse input (``dot``, ``gating``, ``sum``), the sparse sources of ``sparse_in``; the
-        sparse op reads the sparse sources of ``sparse_in``; ``deep_fm`` adds sparse op -> dense op
-        and ``dense_sparse_interact`` dense op -> sparse op of the same block; the last block feeds
-        ``output``. The global node is joined to every node in both directions. No self-loops.
-
-        Features: one-hot node type (:attr:`graph_node_types`), then one-hot ``embedding_dim`` (on
-        the input nodes), one-hot ``dense_dim`` (dense op nodes), one-hot ``sparse_dim`` (sparse op
-        nodes), and two flags: ``deep_fm`` (dense op node), ``dense_sparse_interact`` (sparse op
-        node). ``V`` and ``F`` are fixed for the space.
-        """
-        self.validate(spec)
-        V, F = self.graph_num_nodes, self.graph_feature_size
-        A = np.zeros((V, V), dtype=np.float32)
-        X = np.zeros((V, F), dtype=np.float32)
-        types = self.graph_node_types
-        n_t, n_e, n_d = len(types), len(self.embedding_dims), len(self.dense_dims)
-        emb_off, dd_off, sd_off = n_t, n_t + n_e, n_t + n_e + n_d
-        flag_fm, flag_inter = F - 2, F - 1
-        out_node, glob = V - 2, V - 1
-
-        def dense_src(j: int) -> int:
-            return 0 if j == 0 else 2 + 2 * (j - 1)
-
-        def sparse_src(j: int) -> int:
-            return 1 if j == 0 else 3 + 2 * (j - 1)
-
-        for node, t in ((0, "input_dense"), (1, "input_sparse"), (out_node, "output"), (glob, "global")):
-            X[node, types.index(t)] = 1.0
-        for node in (0, 1):
-            X[node, emb_off + self.embedding_dims.index(spec.embedding_dim)] = 1.0
-        for i, b in enumerate(spec.blocks):
-            dn, sn = 2 + 2 * i, 3 + 2 * i
-            X[dn, types.index(f"dense:{b.dense_op}")] = 1.0
-            X[sn, types.index(f"sparse:{b.sparse_op}")] = 1.0
-            X[dn, dd_off + self.dense_dims.index(b.dense_dim)] = 1.0
-            X[sn, sd_off + self.sparse_dims.index(b.sparse_dim)] = 1.0
-            X[dn, flag_fm] = float(b.deep_fm)
-            X[sn, flag_inter] = float(b.dense_sparse_interact)
-            for j in b.dense_in:
-                A[dense_src(j), dn] = 1.0
-            for j in b.sparse_in:
-                A[sparse_src(j), sn] = 1.0
-                if b.dense_op in ("dot", "gating", "sum"):
-                    A[sparse_src(j), dn] = 1.0
-            if b.deep_fm:
-                A[sn, dn] = 1.0
-            if b.dense_sparse_interact:
-                A[dn, sn] = 1.0
-        last = self.num_blocks - 1
-        A[2 + 2 * last, out_node] = A[3 + 2 * last, out_node] = 1.0
-        A[glob, :] = 1.0
-        A[:, glob] = 1.0
-        A[glob, glob] = 0.0
-        return A, X
-
-    # Token view ---------------------------------------------------------------
-
-    @cached_property
-    def _vocab(self) -> dict[tuple[str, Any], int]:
-        """Token ids: 0 is padding; then one id per (choice kind, value)."""
-        kinds: list[tuple[str, tuple[Any, ...]]] = [
-            ("embedding_dim", self.embedding_dims),
-            ("dense_op", self.dense_ops),
-            ("sparse_op", self.sparse_ops),
-            ("dense_dim", self.dense_dims),
-            ("sparse_dim", self.sparse_dims),
-            ("dense_in", tuple(range(self.num_blocks))),
-            ("sparse_in", tuple(range(self.num_blocks))),
-            ("dense_sparse_interact", self.dense_sparse_interact),
-            ("deep_fm", self.deep_fm),
-        ]
-        vocab: dict[tuple[str, Any], int] = {}
-        for kind, values in kinds:
-            for v in values:
-                vocab[(kind, v)] = len(vocab) + 1
-        return vocab
-
-    @property
-    def vocab_size(self) -> int:
-        """Number of distinct token ids of :meth:`tokens`, padding (id 0) included."""
-        return len(self._vocab) + 1
-
-    @property
-    def token_length(self) -> int:
-        """Length of :meth:`tokens`' sequence."""
-        return 1 + self.num_blocks * (6 + 2 * self.max_connections)
-
-    def tokens(self, spec: ArchSpec) -> list[int]:
-        """Fixed-length token sequence of the choices (for sequence encoders such as EmProx's).
-
-        ``[embedding_dim]`` then, per block, ``dense_op, sparse_op, dense_dim, sparse_dim``, the
-        nodes of ``dense_in`` then of ``sparse_in`` (each sorted and right-padded with 0 to
-        ``max_connections``), ``dense_sparse_interact, deep_fm``. Every (choice kind, value) has its
-        own id in ``1..vocab_size-1``; 0 is padding. Length :attr:`token_length`.
-        """
-        self.validate(spec)
-        vocab = self._vocab
-        out = [vocab[("embedding_dim", spec.embedding_dim)]]
-        for b in spec.blocks:
-            out += [
-                vocab[("dense_op", b.dense_op)],
-                vocab[("sparse_op", b.sparse_op)],
-                vocab[("dense_dim", b.dense_dim)],
-                vocab[("sparse_dim", b.sparse_dim)],
-            ]
-            for kind in ("dense_in", "sparse_in"):
-                nodes = [vocab[(kind, j)] for j in getattr(b, kind)]
-                out += nodes + [0] * (self.max_connections - len(nodes))
-            out += [vocab[("dense_sparse_interact", b.dense_sparse_interact)], vocab[("deep_fm", b.deep_fm)]]
-        return out
-
-
-def _one_hot(values: tuple[Any, ...], v: Any) -> np.ndarray:
-    out = np.zeros(len(values), dtype=np.float32)
-    out[values.index(v)] = 1.0
-    return out
-
-
-def _multi_hot(n: int, nodes: tuple[int, ...]) -> np.ndarray:
-    out = np.zeros(n, dtype=np.float32)
-    out[list(nodes)] = 1.0
-    return out
