@@ -18,7 +18,8 @@ FM = FeatureMap(
     dense=tuple(DenseFeature(f"I{i}") for i in range(3)),
     sparse=tuple(SparseFeature(f"C{i}", 40 + 10 * i) for i in range(4)),
 )
-ALL = sorted(ESTIMATORS)
+ALL = sorted(n for n, c in ESTIMATORS.items() if not c.needs_fit)  # predictors: tests/test_predictors.py
+PREDICTORS = sorted(n for n, c in ESTIMATORS.items() if c.needs_fit)
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +51,7 @@ def test_registry_names_params_and_clone() -> None:
         "sigeo", "zico", "oneshot", "params", "flops", "grad_norm", "snip", "synflow", "fisher",
         "naswot", "jacob_cov",
     }
+    assert PREDICTORS == ["gbt", "mlp", "rf", "ridge"]
     with pytest.raises(ValueError, match=r"unknown estimator 'sigeo2'; known estimators are \[.*'sigeo'"):
         make_estimator("sigeo2")
     with pytest.raises(ValueError, match=r"unknown parameters \['lam'\]; allowed parameters are \['weights'"):
@@ -77,7 +79,7 @@ def test_every_estimator_gives_finite_deterministic_scores(supernet: Supernet, s
         assert a.shape == (len(specs),) and a.dtype == np.float64, name
         assert np.isfinite(a).all(), (name, a)
         np.testing.assert_array_equal(a, est.score(specs, ctx_b), err_msg=name)
-        if name not in ("params", "flops"):  # the others see the weights: candidates differ
+        if est.needs_weights:  # the others see the weights: candidates differ
             assert np.unique(a).size > 1, (name, a)
         # order of scoring does not matter (fresh weights are seeded per architecture)
         np.testing.assert_array_equal(a[::-1], est.score(specs[::-1], ctx_a), err_msg=name)

@@ -43,7 +43,7 @@ import math
 
 import torch
 
-from recnas.space.space import DENSE_OPS, SPARSE_OPS  # the one list of op names
+from recnas.space.space import DENSE_OPS, READS_SPARSE, SPARSE_OPS  # the one list of op names and their facts
 from recnas.space.spec import ArchSpec, BlockSpec, SpecError
 
 __all__ = [
@@ -68,8 +68,7 @@ __all__ = [
 # SPARSE_OP_CLASSES, which tests/test_models.py checks against these lists).
 NUM_HEADS = 2
 
-# Dense ops that read the sparse input s (fc and cross read only x).
-READS_SPARSE = frozenset({"dot", "gating", "sum"})
+# Dense ops that read the sparse input s (fc and cross read only x): READS_SPARSE, from recnas.space.space.
 
 # An index into a weight axis: None = the whole axis, int k = the first k entries, tensor = gather.
 Index = Union[None, int, torch.Tensor]

@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from recnas.space.space import READS_SPARSE
+
 if TYPE_CHECKING:
     from recnas.space.space import SearchSpace
     from recnas.space.spec import ArchSpec
@@ -59,8 +61,6 @@ __all__ = [
     "featurize",
 ]
 
-#: Ops of the dense side that also read the sparse sources of ``sparse_in`` (graph edges).
-_DENSE_OPS_READING_SPARSE: tuple[str, ...] = ("dot", "gating", "sum")
 
 
 def _one_hot(values: tuple[Any, ...], v: Any) -> np.ndarray:
@@ -253,7 +253,7 @@ def graph(space: SearchSpace, spec: ArchSpec) -> tuple[np.ndarray, np.ndarray]:
             A[dense_src(j), dn] = 1.0
         for j in b.sparse_in:
             A[sparse_src(j), sn] = 1.0
-            if b.dense_op in _DENSE_OPS_READING_SPARSE:
+            if b.dense_op in READS_SPARSE:
                 A[sparse_src(j), dn] = 1.0
         if b.deep_fm:
             A[sn, dn] = 1.0

@@ -27,12 +27,14 @@ import yaml
 
 from recnas.space.spec import ArchSpec, BlockSpec, SpecError
 
-__all__ = ["SearchSpace", "DENSE_OPS", "SPARSE_OPS", "spaces_dir", "available_spaces"]
+__all__ = ["SearchSpace", "DENSE_OPS", "SPARSE_OPS", "READS_SPARSE", "spaces_dir", "available_spaces"]
 
 #: Every dense op recnas implements, in canonical order (semantics in ``spaces/README.md``).
 DENSE_OPS: tuple[str, ...] = ("fc", "dot", "gating", "sum", "cross")
 #: Every sparse op recnas implements, in canonical order.
 SPARSE_OPS: tuple[str, ...] = ("efc", "attention")
+#: Dense ops that also read the block's sparse input (``fc`` and ``cross`` read only the dense one).
+READS_SPARSE: frozenset[str] = frozenset({"dot", "gating", "sum"})
 
 # The per-block choices, in the order mutate() lists them.
 _BLOCK_CHOICES: tuple[str, ...] = (
