@@ -274,6 +274,13 @@ def test_rerun_scores_nothing_and_other_settings_are_refused(reference, workdir)
     d = yaml.safe_load((result.run_dir / "pipeline.yaml").read_text())
     again = run_search(load_pipeline(_write(workdir / "again.yaml", d)), resume=True, progress=False)
     assert again.scored_now == 0 and _trials(result.run_dir) == result.trials
+    # the retrainings are trained measurements in the store: read back, not trained again
+    records = [json.loads(x) for x in (result.run_dir / JOURNAL_FILE).read_text().splitlines()[1:]]
+    retrained = [r for r in records if r.get("study") == "retrain"]
+    assert len(retrained) == 2 and again.retrain == result.retrain
+    assert [r["key"] for r in retrained] == [r["key"] for r in result.retrain]
+    assert all(r["measure"] == "trained" and r["train_runs"] == 1 and r["score"] == -r["values"]["val_logloss"]
+               for r in retrained)
     d["search"]["seed"] = 4
     with pytest.raises(JournalError, match=r"different configuration \(differs at search.seed\)"):
         run_search(load_pipeline(_write(workdir / "other.yaml", d)), progress=False)

@@ -37,8 +37,10 @@ INDEX_FILE = "index.json"
 JOURNAL_FILE = "journal.jsonl"
 
 
-def read_trials(run_dir: Path) -> list[dict[str, Any]]:
-    """The trial records of ``RUN_DIR/journal.jsonl``; a corrupt line is an error naming file:line.
+def read_trials(run_dir: Path, study: str = "search") -> list[dict[str, Any]]:
+    """The measured records of ``study`` in ``RUN_DIR/journal.jsonl`` (the run's trial store; the
+    search's candidates by default, ``retrain`` for its retrainings); a corrupt line is an error
+    naming file:line.
 
     A last line without its newline (a record cut short when the search was killed) is skipped with
     a note on stderr, as ``recnas search --resume`` would rescore it.
@@ -58,8 +60,8 @@ def read_trials(run_dir: Path) -> list[dict[str, Any]]:
             raise ValueError(f"{p}:{i}: corrupt journal line: {e}") from None
         if i == 1 and rec.get("type") != "header":
             raise ValueError(f"{p}:1: not a recnas search journal (no header line)")
-        if rec.get("type") == "trial":
-            missing = [k for k in ("index", "key", "spec", "score") if k not in rec]
+        if rec.get("type") == "trial" and rec.get("study", "search") == study:
+            missing = [k for k in (("index",) if study == "search" else ()) + ("key", "spec", "score") if k not in rec]
             if missing:
                 raise ValueError(f"{p}:{i}: trial record without {missing}")
             trials.append(rec)
@@ -67,8 +69,18 @@ def read_trials(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def _retrained(run_dir: Path) -> dict[str, dict[str, Any]]:
-    """``{key: {"test_logloss", "test_auc", "val_logloss", "val_auc", "file"}}`` of retrained candidates."""
+    """``{key: {"test_logloss", "test_auc", "val_logloss", "val_auc", "file"}}`` of retrained candidates:
+    the store's ``retrain`` records, else (run folders of recnas before the trial store) the
+    retraining folders' ``result.json``."""
     out: dict[str, dict[str, Any]] = {}
+    for r in read_trials(run_dir, study="retrain"):
+        v = r.get("values") or {}
+        if not math.isfinite(float(v.get("test_logloss", math.nan))):
+            raise ValueError(f"{run_dir / JOURNAL_FILE}: retraining of {r['key']} without a finite test log loss")
+        out.setdefault(r["key"], {k: v.get(k) for k in ("test_logloss", "test_auc", "val_logloss", "val_auc")}
+                       | {"file": str(run_dir / JOURNAL_FILE)})
+    if out:
+        return out
     for f in sorted((run_dir / "retrain").glob("*/result.json")):
         try:
             r = json.loads(f.read_text())

@@ -30,7 +30,7 @@ from typing import Any
 from recnas.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
 from recnas.pipeline import DataConfig
 from recnas.train.scratch import TrainRecipe
-from recnas.train.trainer import DENSE_LR, MAX_LOSS
+from recnas.train.trainer import DENSE_LR, MAX_LOSS, TABLE_LR
 
 __all__ = [
     "SupernetConfig",
@@ -71,7 +71,7 @@ class SupernetConfig:
     epochs: int = 1
     max_steps: int = 0
     lr: float = 0.12
-    table_lr: float = 0.12
+    table_lr: float = TABLE_LR
     full_path_fraction: float = 0.2
     seed: int = 0
     checkpoint_every: int = 200
@@ -205,33 +205,28 @@ class OracleConfig(TrainRecipe):
 
 
 @dataclass(frozen=True)
-class RetrainConfig:
+class RetrainConfig(TrainRecipe):
     """The ``retrain:`` section: train the best ``top`` candidates from scratch to confirm the order.
+
+    The fields of :class:`recnas.train.scratch.TrainRecipe` (epochs / max_steps, batch_size,
+    fraction, the optimizer and schedule, evaluation), plus:
 
     Attributes:
         top: how many of the best to retrain (0 = off).
-        epochs, max_steps: training length (``max_steps > 0`` overrides ``epochs``).
-        batch_size: per-process batch size.
-        fraction: fraction of the training split used.
-        dense_lr, table_lr: Adagrad lr of the dense weights / fused row-wise Adagrad lr of the tables
-            (``recnas.train.trainer`` defaults).
         seed: model init and shuffle seed.
+
+    Each retraining is a ``trained`` measurement in the run's trial store (keyed by the recipe and
+    seed), so a rerun reads it back and an oracle query of the same recipe and seed reuses it.
     """
 
     top: int = 0
-    epochs: int = 1
-    max_steps: int = 0
     batch_size: int = 512
-    fraction: float = 1.0
-    dense_lr: float = DENSE_LR
-    table_lr: float = 0.12
     seed: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.top < 0:
             raise ValueError(f"retrain.top must be >= 0, got {self.top}")
-        if not 0.0 < self.fraction <= 1.0:
-            raise ValueError(f"retrain.fraction must be in (0, 1], got {self.fraction}")
 
 
 @dataclass(frozen=True)
@@ -265,7 +260,7 @@ class FinalConfig:
     batch_size: int = 512
     fraction: float = 1.0
     dense_lr: float = DENSE_LR
-    table_lr: float = 0.12
+    table_lr: float = TABLE_LR
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -1,9 +1,11 @@
 """Retraining the best candidates of a search from scratch (``retrain.top > 0``), to confirm the order.
 
-Each of the ``retrain.top`` best distinct architectures is trained from scratch with
-:func:`recnas.train.trainer.train` (TorchRec DMP, works under torchrun) into
-``RUN_DIR/retrain/<rank>-<key>/``; a finished one (``result.json`` present) is read back, not
-retrained, and an interrupted one resumes from its checkpoint. Results go to ``RUN_DIR/retrain.csv``.
+Each of the ``retrain.top`` best distinct architectures is trained from scratch by the
+train-from-scratch evaluator (:class:`recnas.study.evaluators.TrainEvaluator`, the path the bench
+build and the search's oracle use; TorchRec DMP, works under torchrun) into
+``RUN_DIR/retrain/<key>-s<seed>/``. Each result is a ``trained`` measurement in the run's trial
+store (``study: retrain``), so a rerun reads it back instead of training again, and an interrupted
+run resumes from its checkpoint. ``RUN_DIR/retrain.csv`` is the view of those records.
 """
 
 from __future__ import annotations
@@ -23,58 +25,49 @@ _FIELDS = ("rank", "index", "key", "score", "val_logloss", "val_auc", "test_logl
 
 
 def retrain_top(cfg: PipelineConfig, run_dir: Path, data_dir: Path, fm: Any, trials: list[dict[str, Any]],
-                env: Any, progress: bool = True) -> list[dict[str, Any]]:
+                env: Any, progress: bool = True, store: Any = None) -> list[dict[str, Any]]:
     """Trains the top ``cfg.retrain.top`` architectures of ``trials`` from scratch (collective).
 
-    Returns one dict per architecture, best score first: ``rank`` (1 = best score), ``index``,
-    ``key``, ``score``, ``val_logloss``, ``val_auc``, ``test_logloss``, ``test_auc``, ``steps``,
-    ``seconds``.
+    ``store`` is the run's trial store (rank 0's file; a memory copy elsewhere): measurements found
+    there are read back, new ones appended. Returns one dict per architecture, best score first:
+    ``rank`` (1 = best score), ``index``, ``key``, ``score``, ``val_logloss``, ``val_auc``,
+    ``test_logloss``, ``test_auc``, ``steps``, ``seconds``.
     """
     rt = cfg.retrain
     if rt.top == 0 or not trials:
         return []
-    from recnas.data.loader import ParquetBatchLoader, load_prepared
-    from recnas.models import CTRModel
+    from recnas.data.loader import load_prepared
+    from recnas.models.ops import OPS_VERSION
     from recnas.search.runner import top_trials
     from recnas.space import ArchSpec
-    from recnas.train.trainer import RESULT_FILE, TrainConfig, train
+    from recnas.study import TrialStore
+    from recnas.study.evaluators import TrainEvaluator
 
+    store = store if store is not None else TrialStore.memory()
     _, splits = load_prepared(data_dir)
+    ev = TrainEvaluator(rt, rt.seed, data_dir, fm, splits, run_dir / "retrain",
+                        identity={"ops_version": OPS_VERSION, "data": cfg.data.identity()}, env=env)
     out: list[dict[str, Any]] = []
     for rank, t in enumerate(top_trials(trials, rt.top), start=1):
         spec = ArchSpec.from_dict(t["spec"])
-        folder = run_dir / "retrain" / f"{rank:02d}-{t['key']}"
-        done = folder / RESULT_FILE
-        if not done.exists():
+        rec = store.lookup(t["key"], ev.measure, ev.settings, rt.seed)
+        if rec is None:
             if progress and env.is_main:
                 print(f"recnas search: retraining #{rank} ({t['key']}, score {t['score']:.4g}) from scratch",
                       file=sys.stderr)
-            train_loader = ParquetBatchLoader(
-                splits["train"], fm, batch_size=rt.batch_size, shuffle=True, seed=rt.seed, drop_last=True,
-                fraction=rt.fraction, rank=env.rank, world_size=env.world_size,
-            )
-            val_loader, test_loader = (
-                ParquetBatchLoader(splits[s], fm, batch_size=rt.batch_size, rank=env.rank, world_size=env.world_size)
-                for s in ("valid", "test")
-            )
-            train(
-                lambda device, spec=spec: CTRModel(fm, spec, device=device),
-                train_loader,
-                config=TrainConfig(epochs=rt.epochs, max_steps=rt.max_steps, dense_lr=rt.dense_lr,
-                                   table_lr=rt.table_lr, seed=rt.seed, progress=progress),
-                out_dir=folder, val_loader=val_loader, test_loader=test_loader,
-                describe={"spec": t["spec"], "key": t["key"], "data": str(data_dir)}, env=env,
-            )
-            if env.world_size > 1:
-                import torch.distributed as dist
-
-                dist.barrier()
-        r = json.loads(done.read_text())
+            m = ev.evaluate([spec])[0]
+            rec = store.append({
+                "type": "trial", "study": "retrain", "index": None, "batch": None, "key": t["key"],
+                "spec": t["spec"], "measure": ev.measure, "settings": ev.settings, "seed": rt.seed,
+                "score": m.score, "values": m.values, "seconds": m.seconds, "train_runs": m.train_runs,
+                "cached": False,
+            })
+        v = rec["values"]
         out.append({
             "rank": rank, "index": t["index"], "key": t["key"], "score": t["score"],
-            "val_logloss": r["val"]["logloss"], "val_auc": r["val"]["auc"],
-            "test_logloss": r["test"]["logloss"], "test_auc": r["test"]["auc"],
-            "steps": r["steps"], "seconds": r["seconds"],
+            "val_logloss": v["val_logloss"], "val_auc": v["val_auc"],
+            "test_logloss": v["test_logloss"], "test_auc": v["test_auc"],
+            "steps": v["steps"], "seconds": v["train_seconds"],
         })
     if env.is_main:
         with open(run_dir / RETRAIN_FILE, "w", newline="") as fh:

@@ -490,15 +490,19 @@ def run_search(cfg: PipelineConfig, *, resume: bool = False, progress: bool = Tr
         t0 = time.perf_counter()
         scored = search_loop(strategy, evaluator, study, cfg.search.budget, batch, env, progress)
         seconds = time.perf_counter() - t0
-    finally:
+    except BaseException:
         store.close()
+        raise
     trials = read_journal(run_dir) if env.is_main else []
     trials = [t for t in trials if t["index"] < cfg.search.budget] if env.is_main else []
     say(f"search done: {scored} scored now in {seconds:.1f} s; {len(trials)} candidates in the journal")
 
     from recnas.search.retrain import retrain_top
 
-    retrained = retrain_top(cfg, run_dir, data_dir, fm, _broadcast_past(trials, env), env, progress)
+    try:
+        retrained = retrain_top(cfg, run_dir, data_dir, fm, _broadcast_past(trials, env), env, progress, store)
+    finally:
+        store.close()
     exported = _export(cfg, run_dir, say) if env.is_main else []
     exported = [Path(p) for p in _broadcast_past([str(p) for p in exported], env)]
     final: list[dict[str, Any]] = []

@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--spec", required=True, type=Path, help="architecture spec JSON (recnas space sample)")
     t.add_argument("--fraction", type=float, default=1.0, help="fraction of the training rows (default 1)")
     t.add_argument("--dense-lr", type=float, default=None, help="Adagrad lr of the dense weights (default: DENSE_LR)")
-    t.add_argument("--table-lr", type=float, default=0.12, help="row-wise Adagrad lr of the tables (default 0.12)")
+    t.add_argument("--table-lr", type=float, default=None, help="row-wise Adagrad lr of the tables (default: TABLE_LR, 0.12)")
     t.set_defaults(func=run_train)
 
 
@@ -51,11 +51,11 @@ def run_train(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     import torch
 
-    from recnas.data import ParquetBatchLoader
     from recnas.models import CTRModel
     from recnas.train.distributed import init_distributed, shutdown_distributed
     from recnas.train.loop import NonFiniteLossError
-    from recnas.train.trainer import DENSE_LR, TrainConfig, train
+    from recnas.train.scratch import TrainRecipe, train_spec
+    from recnas.train.trainer import DENSE_LR, TABLE_LR
 
     missing = [s for s in ("train", "valid") if s not in splits]
     if missing:
@@ -65,51 +65,22 @@ def run_train(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise ValueError(f"{args.spec}: does not fit the feature map of {args.data}: {e}") from None
     check_out_dir(args.out, args.resume)
-    config = TrainConfig(
-        epochs=args.epochs,
-        max_steps=args.max_steps,
+    recipe = TrainRecipe(
+        epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, fraction=args.fraction,
         dense_lr=args.dense_lr if args.dense_lr is not None else DENSE_LR,
-        table_lr=args.table_lr,
-        seed=args.seed,
+        table_lr=args.table_lr if args.table_lr is not None else TABLE_LR,
         checkpoint_every=args.checkpoint_every,
-        **({"max_loss": args.max_loss} if args.max_loss is not None else {}),
-        on_nan=args.on_nan,
-        progress=not args.no_progress,
     )
     env = init_distributed()
     try:
-        kw = dict(feature_map=fm, rank=env.rank, world_size=env.world_size)
-        train_loader = ParquetBatchLoader(
-            splits["train"], batch_size=args.batch_size, shuffle=True, seed=args.seed, drop_last=True,
-            fraction=args.fraction, **kw,
-        )
-        val_loader = ParquetBatchLoader(splits["valid"], batch_size=4096, shuffle=False, drop_last=False, **kw)
-        test_loader = (
-            ParquetBatchLoader(splits["test"], batch_size=4096, shuffle=False, drop_last=False, **kw)
-            if "test" in splits
-            else None
-        )
-        describe = {
-            "spec": spec.to_dict(),
-            "spec_key": spec.key(),
-            "feature_map": fm.to_dict(),
-            "data": str(Path(args.data).resolve()),
-            "fraction": args.fraction,
-            "batch_size": args.batch_size,
-            "world_size": env.world_size,
-        }
+        data = Path(args.data).resolve()
         try:
-            r = train(
-                lambda device: CTRModel(fm, spec, device=device),
-                train_loader,
-                val_loader=val_loader,
-                test_loader=test_loader,
-                config=config,
-                out_dir=args.out,
-                describe=describe,
-                resume=args.resume,
-                stop_at_step=args.stop_at_step,
-                env=env,
+            r = train_spec(
+                spec, args.seed, recipe, data, fm, splits, args.out, env, resume=args.resume,
+                stop_at_step=args.stop_at_step, progress=not args.no_progress, on_nan=args.on_nan,
+                max_loss=args.max_loss,
+                describe={"feature_map": fm.to_dict(), "fraction": args.fraction, "batch_size": args.batch_size,
+                          "world_size": env.world_size},
             )
         except NonFiniteLossError as e:
             if env.is_main:

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recnas.train.trainer import DENSE_LR
+from recnas.train.trainer import DENSE_LR, TABLE_LR
 
-__all__ = ["TrainRecipe", "train_from_scratch"]
+__all__ = ["TrainRecipe", "train_spec", "train_from_scratch", "recipe_identity", "metrics"]
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class TrainRecipe:
     batch_size: int = 256
     fraction: float = 1.0
     dense_lr: float = DENSE_LR
-    table_lr: float = 0.12
+    table_lr: float = TABLE_LR
     lr_schedule: str = "constant"
     lr_warmup: float = 0.0
     eval_batch_size: int = 4096
@@ -75,41 +75,71 @@ def recipe_identity(recipe: Any) -> dict[str, Any]:
     return {k: getattr(recipe, k) for k in RECIPE_FIELDS if k not in RECIPE_FREE}
 
 
-def train_from_scratch(spec: Any, seed: int, recipe: Any, data_dir: Path, feature_map: Any,
-                       splits: dict[str, Path], run_dir: Path, env: Any = None) -> dict[str, Any]:
-    """Trains ``spec`` with ``recipe`` and ``seed`` into ``run_dir`` (resuming its checkpoints);
-    returns val/test log loss and AUC, parameter counts, FLOPs, steps and timing."""
-    import torch
+def train_spec(spec: Any, seed: int, recipe: Any, data_dir: Path, feature_map: Any, splits: dict[str, Path],
+               run_dir: Path, env: Any = None, *, resume: bool = True, stop_at_step: int | None = None,
+               progress: bool = False, on_nan: str = "raise", max_loss: float | None = None,
+               describe: dict[str, Any] | None = None) -> Any:
+    """Trains ``spec`` with ``recipe`` and ``seed`` into ``run_dir``; returns the trainer's
+    :class:`~recnas.train.trainer.TrainResult`. Under torchrun every rank calls it (the rows are
+    sharded over the ranks, the tables over TorchRec's plan).
 
+    Args:
+        resume: continue a run found in ``run_dir`` (else it must hold none).
+        stop_at_step: stop there with a resumable checkpoint (``None``: train to the end).
+        progress, on_nan, max_loss: as :class:`~recnas.train.trainer.TrainConfig`.
+        describe: more to pin in the run's checkpoints besides the spec, data and seed.
+    """
     from recnas.data.loader import ParquetBatchLoader
     from recnas.models import CTRModel
-    from recnas.train.trainer import TrainConfig, train
+    from recnas.train.trainer import MAX_LOSS, TrainConfig, train
 
     t = recipe
     fm = feature_map
+    shard = {"rank": env.rank, "world_size": env.world_size} if env is not None and env.world_size > 1 else {}
     train_loader = ParquetBatchLoader(
         splits["train"], fm, batch_size=t.batch_size, shuffle=True, seed=seed, drop_last=True,
-        fraction=t.fraction if t.fraction < 1.0 else None,
+        fraction=t.fraction if t.fraction < 1.0 else None, **shard,
     )
-    val_loader = ParquetBatchLoader(splits["valid"], fm, batch_size=t.eval_batch_size) if t.validate else None
-    test_loader = ParquetBatchLoader(splits["test"], fm, batch_size=t.eval_batch_size)
+    val_loader = (ParquetBatchLoader(splits["valid"], fm, batch_size=t.eval_batch_size, **shard)
+                  if t.validate and "valid" in splits else None)
+    test_loader = ParquetBatchLoader(splits["test"], fm, batch_size=t.eval_batch_size, **shard) if "test" in splits else None
     config = TrainConfig(
         epochs=t.epochs, max_steps=t.max_steps, dense_lr=t.dense_lr, table_lr=t.table_lr, seed=seed,
         lr_schedule=t.lr_schedule, lr_warmup=t.lr_warmup,
-        checkpoint_every=t.checkpoint_every, keep_checkpoints=1, progress=False,
+        checkpoint_every=t.checkpoint_every, keep_checkpoints=1, progress=progress,
+        on_nan=on_nan, max_loss=MAX_LOSS if max_loss is None else max_loss,
     )
-    describe = {"spec": spec.to_dict(), "spec_key": spec.key(), "data": str(data_dir), "seed": seed}
-    r = train(
+    describe = {"spec": spec.to_dict(), "spec_key": spec.key(), "data": str(data_dir), "seed": seed, **(describe or {})}
+    return train(
         lambda device: CTRModel(fm, spec, device=device), train_loader, config=config, out_dir=run_dir,
-        val_loader=val_loader, test_loader=test_loader, describe=describe, resume=True, env=env,
+        val_loader=val_loader, test_loader=test_loader, describe=describe, resume=resume,
+        stop_at_step=stop_at_step, env=env,
     )
-    meta = CTRModel(fm, spec, device=torch.device("meta"))
+
+
+def metrics(spec: Any, feature_map: Any, r: Any) -> dict[str, Any]:
+    """A finished run's row: val/test log loss and AUC (NaN where not evaluated), sizes, steps, timing."""
+    import torch
+
+    from recnas.models import CTRModel
+
+    meta = CTRModel(feature_map, spec, device=torch.device("meta"))
+    nan = math.nan
     return {
-        "val_logloss": r.val.logloss if r.val is not None else math.nan,
-        "val_auc": r.val.auc if r.val is not None else math.nan,
-        "test_logloss": r.test.logloss, "test_auc": r.test.auc,
+        "val_logloss": r.val.logloss if r.val is not None else nan,
+        "val_auc": r.val.auc if r.val is not None else nan,
+        "test_logloss": r.test.logloss if r.test is not None else nan,
+        "test_auc": r.test.auc if r.test is not None else nan,
         "params": int(meta.num_params(include_embeddings=False)),
         "params_total": int(meta.num_params(include_embeddings=True)),
         "flops": int(meta.flops_per_example()),
         "steps": int(r.steps), "train_seconds": float(r.seconds), "samples_per_s": float(r.samples_per_s),
     }
+
+
+def train_from_scratch(spec: Any, seed: int, recipe: Any, data_dir: Path, feature_map: Any,
+                       splits: dict[str, Path], run_dir: Path, env: Any = None) -> dict[str, Any]:
+    """Trains ``spec`` with ``recipe`` and ``seed`` into ``run_dir`` (resuming its checkpoints);
+    returns :func:`metrics` of the finished run."""
+    r = train_spec(spec, seed, recipe, data_dir, feature_map, splits, run_dir, env)
+    return metrics(spec, feature_map, r)

@@ -63,6 +63,8 @@ __all__ = ["TrainConfig", "TrainResult", "train", "DENSE_LR", "MAX_LOSS", "RESUL
 # The default is the one that is safe across the search spaces (the ops have no normalisation
 # layers yet, unlike NASRec's LayerNorm-after-linear); raise it for small hand-designed models.
 DENSE_LR = 0.005
+# Row-wise Adagrad lr of the embedding tables (NASRec's 0.12): the one default every training config uses.
+TABLE_LR = 0.12
 # Divergence guard (TrainConfig.max_loss, WarmupConfig.max_loss): a batch log loss above this is
 # treated like a NaN. Label-rate prediction scores ~0.5 on Criteo and a fresh model ~0.7.
 MAX_LOSS = 10.0
@@ -101,7 +103,7 @@ class TrainConfig:
     epochs: int = 1
     max_steps: int = 0
     dense_lr: float = DENSE_LR
-    table_lr: float = 0.12
+    table_lr: float = TABLE_LR
     eps: float = 1e-2
     lr_schedule: str = "constant"
     lr_warmup: float = 0.0
