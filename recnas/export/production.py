@@ -50,7 +50,7 @@ from recnas.export.architecture import (
     build_model,
 )
 from recnas.export.artifact import export_architecture, load_export
-from recnas.train.trainer import DENSE_LR, MAX_LOSS
+from recnas.train.trainer import DENSE_LR, MAX_LOSS, TABLE_LR
 
 __all__ = [
     "ProdTrainConfig",
@@ -109,7 +109,7 @@ class ProdTrainConfig:
     early_stopping_patience: int = 0
     seed: int = 0
     dense_lr: float = DENSE_LR
-    table_lr: float = 0.12
+    table_lr: float = TABLE_LR
     eps: float = 1e-2
     fraction: float = 1.0
     eval_batch_size: int = 4096

@@ -15,6 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from recnas.train.defaults import TABLE_LR
+
 __all__ = ["register", "run_train"]
 
 
@@ -40,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fraction", type=float, default=1.0, help="fraction of the training rows (default 1)")
     p.add_argument("--dense-lr", type=float, default=None, help="Adagrad lr of the dense weights (default: the trainer's)")
-    p.add_argument("--table-lr", type=float, default=0.12, help="row-wise Adagrad lr of the tables (default 0.12)")
+    p.add_argument("--table-lr", type=float, default=TABLE_LR, help=f"row-wise Adagrad lr of the tables (default {TABLE_LR})")
     p.add_argument("--checkpoint-every", type=int, default=0, metavar="K", help="also checkpoint every K steps")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--stop-at-step", type=int, default=None, metavar="N",

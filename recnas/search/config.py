@@ -70,7 +70,7 @@ class SupernetConfig:
     batch_size: int = 512
     epochs: int = 1
     max_steps: int = 0
-    lr: float = 0.12
+    lr: float = TABLE_LR  # NASRec uses 0.12 for both
     table_lr: float = TABLE_LR
     full_path_fraction: float = 0.2
     seed: int = 0

@@ -11,6 +11,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from recnas.train.defaults import TABLE_LR
+
 __all__ = ["register", "quiet_libraries", "check_out_dir", "add_common_training_args", "add_bad_loss_args", "set_threads"]
 
 
@@ -78,8 +80,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_common_training_args(w)
     w.add_argument("--space", required=True, help="search space name (spaces/*.yaml) or path to a space file")
     w.add_argument("--fraction", type=float, default=0.01, help="fraction of the training rows (default 0.01)")
-    w.add_argument("--lr", type=float, default=0.12, help="peak Adagrad lr of the dense weights (default 0.12)")
-    w.add_argument("--table-lr", type=float, default=0.12, help="peak row-wise Adagrad lr of the tables (default 0.12)")
+    w.add_argument("--lr", type=float, default=TABLE_LR, help=f"peak Adagrad lr of the dense weights (default {TABLE_LR}, NASRec's)")
+    w.add_argument("--table-lr", type=float, default=TABLE_LR, help=f"peak row-wise Adagrad lr of the tables (default {TABLE_LR})")
     w.add_argument("--full-path-fraction", type=float, default=0.2,
                    help="full-path probability falls 1 -> 0 over this fraction of the steps (default 0.2)")
     w.set_defaults(func=run_warmup)

@@ -14,7 +14,7 @@ gradients even on one CPU (``../shared/docs/environment.md``).
 Example (single process)::
 
     env = init_distributed()
-    dmp = shard(model_on_meta, env, table_lr=0.12)
+    dmp = shard(model_on_meta, env, table_lr=TABLE_LR)
     opt = make_optimizer(dmp, dense_lr=0.01)
 """
 
@@ -41,7 +41,10 @@ from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backwa
 from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
 from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
 
+from recnas.train.defaults import TABLE_LR
+
 __all__ = [
+    "TABLE_LR",
     "DistEnv",
     "init_distributed",
     "shutdown_distributed",
@@ -138,7 +141,7 @@ def shard(
     model: nn.Module,
     env: DistEnv,
     *,
-    table_lr: float = 0.12,
+    table_lr: float = TABLE_LR,
     table_eps: float = 1e-2,
     supernet: bool = False,
     sharding_types: tuple[str, ...] = SHARDING_TYPES,

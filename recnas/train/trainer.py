@@ -36,6 +36,7 @@ from recnas.train.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
+from recnas.train.defaults import TABLE_LR
 from recnas.train.distributed import DistEnv, init_distributed, make_optimizer, shard
 from recnas.train.loop import (
     LR_SCHEDULES,
@@ -50,7 +51,7 @@ from recnas.train.loop import (
     set_lr,
 )
 
-__all__ = ["TrainConfig", "TrainResult", "train", "DENSE_LR", "MAX_LOSS", "RESULT_FILE", "check_resume_config"]
+__all__ = ["TrainConfig", "TrainResult", "train", "DENSE_LR", "TABLE_LR", "MAX_LOSS", "RESULT_FILE", "check_resume_config"]
 
 # Dense Adagrad lr. Measured twice:
 # - a 2-block CTRModel, 1 epoch at batch 128 on the 8k training rows of the shared Criteo sample
@@ -63,8 +64,7 @@ __all__ = ["TrainConfig", "TrainResult", "train", "DENSE_LR", "MAX_LOSS", "RESUL
 # The default is the one that is safe across the search spaces (the ops have no normalisation
 # layers yet, unlike NASRec's LayerNorm-after-linear); raise it for small hand-designed models.
 DENSE_LR = 0.005
-# Row-wise Adagrad lr of the embedding tables (NASRec's 0.12): the one default every training config uses.
-TABLE_LR = 0.12
+# TABLE_LR (NASRec's 0.12, the tables' row-wise Adagrad lr): recnas.train.defaults, re-exported here.
 # Divergence guard (TrainConfig.max_loss, WarmupConfig.max_loss): a batch log loss above this is
 # treated like a NaN. Label-rate prediction scores ~0.5 on Criteo and a fresh model ~0.7.
 MAX_LOSS = 10.0

@@ -51,7 +51,7 @@ from recnas.train.loop import (
     run_steps,
     set_lr,
 )
-from recnas.train.trainer import MAX_LOSS, check_resume_config
+from recnas.train.trainer import MAX_LOSS, TABLE_LR, check_resume_config
 
 if TYPE_CHECKING:
     from recnas.models import Supernet
@@ -95,8 +95,8 @@ class WarmupConfig:
 
     epochs: int = 1
     max_steps: int = 0
-    lr: float = 0.12
-    table_lr: float = 0.12
+    lr: float = TABLE_LR  # NASRec uses 0.12 for both
+    table_lr: float = TABLE_LR
     eps: float = 1e-2
     lr_warmup: float = 0.1
     full_path_steps: int = -1
