@@ -165,7 +165,7 @@ def test_rebuild_trains_nothing_and_changed_settings_are_refused(built: tuple[Be
     again = build(cfg, progress=False)
     pd.testing.assert_frame_equal(again, df)  # finished_at included: no row was retrained
     changed = load_bench(_pipeline(work, "full", work / "cache", sample_seed=4))
-    with pytest.raises(ValueError, match=r"built with different settings \(differ: \['sample_seed'\]\)"):
+    with pytest.raises(ValueError, match=r"built with different settings \(differs at sample_seed: saved \d+, now \d+\)"):
         build(changed, progress=False)
 
 
@@ -199,7 +199,7 @@ def test_import_takes_an_earlier_builds_rows_as_finished(built: tuple[BenchConfi
     assert import_rows(load_bench(p), src) == 0  # nothing new a second time
 
     other = load_bench(_pipeline(work, "imported2", work / "cache", sample_seed=4))
-    with pytest.raises(ValueError, match=r"build.json was built with different settings \(differ: \['sample_seed'\]\)"):
+    with pytest.raises(ValueError, match=r"build.json: was built with different settings \(differs at sample_seed: saved \d+, now \d+\)"):
         import_rows(other, src)
     bad = work / "report_bad"
     bad.mkdir()

@@ -126,7 +126,7 @@ def test_store_drops_partial_last_record_with_a_message(tmp_path, capsys):
 def test_store_refuses_other_config_corrupt_lines_and_old_schema(tmp_path):
     p = tmp_path / "j.jsonl"
     _store(p, {"seed": 1, "search": {"budget": 8}}).close()
-    with pytest.raises(StoreError, match=r"j\.jsonl: written by a different configuration \(differs at search.budget\)"):
+    with pytest.raises(StoreError, match=r"j\.jsonl: written by a different configuration \(differs at search.budget: saved 8, now 9\); use a new output folder"):
         _store(p, {"seed": 1, "search": {"budget": 9}})
     q = tmp_path / "c.jsonl"
     q.write_text(json.dumps({"type": "header", "schema": SCHEMA, "config": {}}) + "\nnot json\n")

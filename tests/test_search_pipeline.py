@@ -282,7 +282,7 @@ def test_rerun_scores_nothing_and_other_settings_are_refused(reference, workdir)
     assert all(r["measure"] == "trained" and r["train_runs"] == 1 and r["score"] == -r["values"]["val_logloss"]
                for r in retrained)
     d["search"]["seed"] = 4
-    with pytest.raises(JournalError, match=r"different configuration \(differs at search.seed\)"):
+    with pytest.raises(JournalError, match=r"different configuration \(differs at search.seed: saved 3, now 4\)"):
         run_search(load_pipeline(_write(workdir / "other.yaml", d)), progress=False)
     with pytest.raises(FileNotFoundError, match="no search to continue"):
         d["output"] = str(workdir / "nothing-here")

@@ -141,11 +141,10 @@ def import_rows(cfg: BenchConfig, src: str | os.PathLike, source: str = "pipelin
         raise FileNotFoundError(
             f"{src}: no {BUILD_FILE}; rows whose training settings are unknown cannot be mixed into a ground truth"
         )
-    want = json.loads(json.dumps(build_signature(cfg)))
-    saved = json.loads(sig_path.read_text())
-    if saved != want:
-        diff = sorted(k for k in set(saved) | set(want) if saved.get(k) != want.get(k))
-        raise ValueError(f"{source}: {sig_path} was built with different settings (differ: {diff})")
+    from recnas.identity import check_identity
+
+    check_identity(json.loads(sig_path.read_text()), build_signature(cfg), f"{source}: {sig_path}",
+                   what="was built with different settings", hint="import rows of the same pipeline settings only")
     for name in (TABLE_FILE, "groundtruth.csv"):
         path = src / name
         if path.is_file():
@@ -189,15 +188,13 @@ class _Data:
 
 
 def _check_signature(out: Path, signature: dict[str, Any], source: str) -> None:
+    from recnas.identity import check_identity
+
     p = out / BUILD_FILE
     if p.exists():
-        saved = json.loads(p.read_text())
-        if saved != json.loads(json.dumps(signature)):
-            diff = sorted(k for k in set(saved) | set(signature) if saved.get(k) != json.loads(json.dumps(signature.get(k))))
-            raise ValueError(
-                f"{source}: {out} holds a ground truth built with different settings (differ: {diff}); "
-                "use a new output folder or the same data/space/sample_seed/train settings"
-            )
+        check_identity(json.loads(p.read_text()), signature, source,
+                       what=f"{out} holds a ground truth built with different settings",
+                       hint="use a new output folder or the same data/space/sample_seed/train settings")
     else:
         out.mkdir(parents=True, exist_ok=True)
         tmp = p.with_name(p.name + ".tmp")

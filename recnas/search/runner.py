@@ -227,11 +227,14 @@ def _mirror_card(run_dir: Path, env: Any) -> None:
 
 
 def _check_card(card_path: Path, space: SearchSpace, fm: Any, what: str = "supernet") -> None:
+    from recnas.identity import check_identity
+
     card = json.loads(card_path.read_text())
-    if json.loads(json.dumps(card.get("space"))) != json.loads(json.dumps(space.to_dict())):
-        raise ValueError(f"{what}: {card_path} was warmed up on a different search space than this pipeline's")
-    if json.loads(json.dumps(card.get("feature_map"))) != json.loads(json.dumps(fm.to_dict())):
-        raise ValueError(f"{what}: {card_path} was warmed up on data with a different feature map")
+    hint = "warm up anew (a new output folder) or use a supernet of this space and data"
+    check_identity(card.get("space"), space.to_dict(), f"{what}: {card_path}",
+                   what="was warmed up on a different search space than this pipeline's", hint=hint)
+    check_identity(card.get("feature_map"), fm.to_dict(), f"{what}: {card_path}",
+                   what="was warmed up on data with a different feature map", hint=hint)
 
 
 def _scoring_context(cfg: PipelineConfig, run_dir: Path, data_dir: Path, fm: Any) -> Any:

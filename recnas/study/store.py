@@ -46,13 +46,15 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
+
+from recnas.identity import canon, diff_keys, digest
+from recnas.identity import check_identity as _check
 
 __all__ = ["TrialStore", "StoreError", "SCHEMA", "digest", "diff_keys", "check_identity", "convert_v1"]
 
@@ -64,31 +66,13 @@ class StoreError(ValueError):
     """A store that cannot be used: corrupt, of another schema, or written by another configuration."""
 
 
-def _canon(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, sort_keys=True, default=str))
+_canon = canon
 
 
-def digest(settings: Any) -> str:
-    """The identity of a measurement's settings: 16 hex digits of SHA-256 of their canonical JSON."""
-    return hashlib.sha256(json.dumps(_canon(settings), sort_keys=True).encode()).hexdigest()[:16]
-
-
-def diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
-    """The dotted paths where two JSON-like trees differ (``<root>`` if they differ at the top)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        out: list[str] = []
-        for k in sorted(set(a) | set(b)):
-            out += diff_keys(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else str(k))
-        return out
-    return [] if a == b else [prefix or "<root>"]
-
-
-def check_identity(stored: Any, current: Any, where: str, hint: str = "use a new output folder, or the "
-                   "same configuration to resume") -> None:
-    """The one identity check: raises :class:`StoreError` naming ``where`` and the differing keys."""
-    diff = diff_keys(_canon(stored), _canon(current))
-    if diff:
-        raise StoreError(f"{where}: written by a different configuration (differs at {', '.join(diff[:8])}); {hint}")
+def check_identity(stored: Any, current: Any, where: str, hint: str = "use a new output folder, or the same "
+                   "configuration to resume") -> None:
+    """:func:`recnas.identity.check_identity` with the store's wording; raises :class:`StoreError`."""
+    _check(stored, current, where, what="written by a different configuration", hint=hint, error=StoreError)
 
 
 class TrialStore:

@@ -162,14 +162,12 @@ def _forward(model: nn.Module, batch: Batch) -> torch.Tensor:
 
 
 def check_resume_config(saved: dict[str, Any], current: dict[str, Any], where: str, free: frozenset[str] = _RESUME_FREE) -> None:
-    """Raises if a resumed run's config differs from the saved one in a field that changes the math."""
-    diff = sorted(k for k in set(saved) | set(current) if k not in free and saved.get(k) != current.get(k))
-    if diff:
-        detail = ", ".join(f"{k}: saved {saved.get(k)!r} vs now {current.get(k)!r}" for k in diff)
-        raise ValueError(
-            f"{where}: this run directory holds a run with a different configuration ({detail}); "
-            "use a new output directory or the same settings"
-        )
+    """Raises if a resumed run's config differs from the saved one in a field that changes the math
+    (:func:`recnas.identity.check_identity`; ``free`` fields may differ)."""
+    from recnas.identity import check_identity
+
+    check_identity(saved, current, where, what="this run directory holds a run with a different configuration",
+                   hint="use a new output directory or the same settings", ignore=free)
 
 
 def train(
