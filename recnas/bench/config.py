@@ -41,6 +41,7 @@ from typing import Any
 
 from recnas.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
 from recnas.pipeline import DataConfig
+from recnas.train.scratch import TrainRecipe
 from recnas.train.trainer import DENSE_LR
 
 __all__ = [
@@ -61,25 +62,16 @@ INITS = ("inherit", "fresh", "none")
 
 
 @dataclass(frozen=True)
-class TrainSection:
+class TrainSection(TrainRecipe):
     """The ``train:`` section: how each sampled architecture is trained from scratch (ground truth).
 
+    The fields of :class:`recnas.train.scratch.TrainRecipe` (``epochs``, ``max_steps``,
+    ``batch_size``, ``fraction``, ``dense_lr``, ``table_lr``, ``lr_schedule``, ``lr_warmup``,
+    ``eval_batch_size``, ``validate``, ``checkpoint_every``: the one training config that the
+    search's retraining and oracle and ``recnas arch train`` use too), plus:
+
     Attributes:
-        epochs: passes over the training rows (ignored when ``max_steps > 0``).
-        max_steps: stop after this many steps (0: ``epochs`` passes).
-        batch_size: training batch size.
-        fraction: fraction of the training split used (1 = all of it).
-        dense_lr, table_lr: Adagrad lr of the dense weights / row-wise Adagrad lr of the tables.
-        lr_schedule, lr_warmup: the trainer's lr schedule (``constant`` or ``cosine``) and the
-            fraction of steps with a linear ramp (see ``recnas.train.TrainConfig``).
         seeds: training seeds (model init and shuffle order); at least two, for the noise ceiling.
-        eval_batch_size: batch size of the validation/test evaluation.
-        validate: also evaluate every trained architecture on the validation split. The comparison
-            uses only the test split; ``false`` saves the validation pass (about a sixth of a run
-            at 25k validation rows) and leaves ``val_logloss``/``val_auc`` NaN. It does not change
-            any test result, so it is not part of the build signature.
-        checkpoint_every: checkpoint a run every K steps, so a killed build resumes inside a run
-            (0: restart an interrupted architecture from scratch).
         threads: ``torch.set_num_threads`` for the build (0: leave torch's default); with
             ``workers > 1``, per worker.
         workers: number of (architecture, seed) runs trained at once, each in its own spawned
@@ -87,36 +79,24 @@ class TrainSection:
             with ``threads: 0`` every worker takes torch's default, all of them). Results are
             identical to ``workers: 1`` because every run is seeded, so it is not part of the build
             signature: a build may be resumed with a different count.
+
+    ``validate: false`` skips each run's validation pass (the comparison reads only the test split;
+    about a sixth of a run at 25k validation rows) and leaves ``val_logloss``/``val_auc`` NaN; it
+    does not change any test result, so it is not part of the build signature either.
     """
 
-    epochs: int = 1
-    max_steps: int = 0
-    batch_size: int = 256
-    fraction: float = 1.0
-    dense_lr: float = DENSE_LR
-    lr_schedule: str = "constant"
-    lr_warmup: float = 0.0
-    table_lr: float = 0.12
     seeds: tuple[int, ...] = (0, 1)
-    eval_batch_size: int = 4096
-    validate: bool = True
-    checkpoint_every: int = 50
     threads: int = 0
     workers: int = 1
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if len(self.seeds) < 2:
             raise ValueError(f"train.seeds: at least two seeds are needed for the noise ceiling, got {list(self.seeds)}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"train.seeds: seeds must be distinct, got {list(self.seeds)}")
-        if self.epochs < 1 and self.max_steps < 1:
-            raise ValueError("train: epochs or max_steps must be positive")
-        if self.batch_size < 1 or self.eval_batch_size < 1:
-            raise ValueError(f"train.batch_size and train.eval_batch_size must be >= 1")
-        if not 0.0 < self.fraction <= 1.0:
-            raise ValueError(f"train.fraction must be in (0, 1], got {self.fraction}")
-        if self.checkpoint_every < 0 or self.threads < 0:
-            raise ValueError("train.checkpoint_every and train.threads must be >= 0")
+        if self.threads < 0:
+            raise ValueError("train.threads must be >= 0")
         if self.workers < 1:
             raise ValueError(f"train.workers must be >= 1 (runs trained at once), got {self.workers}")
 

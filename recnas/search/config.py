@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from recnas.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
 from recnas.pipeline import DataConfig
@@ -201,6 +201,7 @@ class OracleConfig(TrainRecipe):
     ``RUN_DIR/oracle/<architecture key>-s<seed>/`` and resume from their checkpoints.
     """
 
+    section: ClassVar[str] = "oracle"
     seed: int = 0
 
 
@@ -219,6 +220,7 @@ class RetrainConfig(TrainRecipe):
     seed), so a rerun reads it back and an oracle query of the same recipe and seed reuses it.
     """
 
+    section: ClassVar[str] = "retrain"
     top: int = 0
     batch_size: int = 512
     seed: int = 0

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from recnas.train.trainer import DENSE_LR, TABLE_LR
 
@@ -54,15 +54,23 @@ class TrainRecipe:
     validate: bool = True
     checkpoint_every: int = 50
 
+    #: the config section's name, for error messages (``train``, ``retrain``, ``oracle``)
+    section: ClassVar[str] = "train"
+
     def __post_init__(self) -> None:
+        k = self.section
         if self.epochs < 1 and self.max_steps < 1:
-            raise ValueError("train: epochs or max_steps must be positive")
+            raise ValueError(f"{k}.epochs or {k}.max_steps must be positive")
         if self.batch_size < 1 or self.eval_batch_size < 1:
-            raise ValueError("train: batch_size and eval_batch_size must be >= 1")
+            raise ValueError(f"{k}.batch_size and {k}.eval_batch_size must be >= 1")
         if not 0.0 < self.fraction <= 1.0:
-            raise ValueError(f"train: fraction must be in (0, 1], got {self.fraction}")
+            raise ValueError(f"{k}.fraction must be in (0, 1], got {self.fraction}")
         if self.checkpoint_every < 0:
-            raise ValueError("train: checkpoint_every must be >= 0")
+            raise ValueError(f"{k}.checkpoint_every must be >= 0")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"{k}.lr_schedule: expected 'constant' or 'cosine', got {self.lr_schedule!r}")
+        if not 0.0 <= self.lr_warmup < 1.0:
+            raise ValueError(f"{k}.lr_warmup must be in [0, 1), got {self.lr_warmup}")
 
 
 RECIPE_FIELDS = tuple(TrainRecipe.__dataclass_fields__)
