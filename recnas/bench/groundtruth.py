@@ -23,6 +23,12 @@ column                  meaning
 ``finished_at``         UNIX time the row was recorded
 ======================  ==========================================================
 
+Every row is first a ``trained`` measurement in the build's trial store ``OUTPUT/trials.jsonl``
+(:mod:`recnas.study`; header: the build signature; one record per (architecture, seed), keyed by the
+recipe, data and ops identity and the seed, ``study: bench``, ``index``: the architecture); the
+table is the view of those records that ``bench compare`` and the reports read. A build made before
+the store (a table without ``trials.jsonl``) is taken into a new store once when it is resumed.
+
 The table is kept sorted by ``(arch, seed)``. A killed build resumes: finished rows are never
 retrained; an architecture that was being trained continues from its last checkpoint
 (``train.checkpoint_every``). A run's folder (``OUTPUT/runs/<arch>-<key>-s<seed>``) is deleted once
@@ -62,9 +68,11 @@ from recnas.faults import fault_point
 from recnas.space.space import SearchSpace
 from recnas.space.spec import ArchSpec
 
-__all__ = ["sample_archs", "build", "import_rows", "read_table", "truth_matrix", "TABLE_FILE", "BUILD_FILE", "COLUMNS"]
+__all__ = ["sample_archs", "build", "import_rows", "read_table", "truth_matrix", "TABLE_FILE", "BUILD_FILE", "COLUMNS",
+           "STORE_FILE", "open_store", "measurement_settings"]
 
 TABLE_FILE = "groundtruth.parquet"
+STORE_FILE = "trials.jsonl"
 BUILD_FILE = "build.json"
 COLUMNS = (
     "arch", "key", "spec", "seed", "val_logloss", "val_auc", "test_logloss", "test_auc", "params",
@@ -111,6 +119,58 @@ def _write_table(out_dir: Path, df: pd.DataFrame) -> None:
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, out_dir / TABLE_FILE)
+
+
+def measurement_settings(cfg: BenchConfig) -> str:
+    """The store's settings key of this benchmark's training runs: the recipe, the data and the
+    ops' version (the seed is the record's own key), as the search's oracle and retraining make it."""
+    from recnas.identity import digest
+    from recnas.models.ops import OPS_VERSION
+    from recnas.train.scratch import recipe_identity
+
+    return digest({"recipe": recipe_identity(cfg.train), "ops_version": OPS_VERSION, "data": cfg.data.identity()})
+
+
+def _record(store: Any, cfg: BenchConfig, settings: str, row: dict[str, Any]) -> dict[str, Any]:
+    metrics = {k: row[k] for k in COLUMNS if k not in ("arch", "key", "spec", "seed")}
+    ll = float(metrics["test_logloss"])
+    return store.append({
+        "type": "trial", "study": "bench", "index": int(row["arch"]), "batch": None, "key": row["key"],
+        "spec": json.loads(row["spec"]), "measure": "trained", "settings": settings, "seed": int(row["seed"]),
+        "score": -ll if math.isfinite(ll) else None, "values": metrics, "seconds": float(metrics["train_seconds"]),
+        "train_runs": 1, "cached": False,
+    })
+
+
+def _table(store: Any) -> pd.DataFrame:
+    """The table view of the store's ground-truth records (sorted by arch, seed)."""
+    rows = [{"arch": r["index"], "key": r["key"], "spec": ArchSpec.from_dict(r["spec"]).to_json(), "seed": r["seed"],
+             **r["values"]} for r in store.records if r.get("type") == "trial" and r.get("study") == "bench"]
+    if not rows:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in COLUMNS})
+    df = pd.DataFrame(rows)[list(COLUMNS)]
+    return df.sort_values(["arch", "seed"], kind="stable", ignore_index=True)
+
+
+def open_store(cfg: BenchConfig, source: str = "pipeline") -> Any:
+    """The build's trial store (created, or checked against the build signature); rows of a table
+    written before the store are taken in once."""
+    from recnas.study import TrialStore
+    from recnas.study.store import StoreError
+
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        store = TrialStore.open(out / STORE_FILE, build_signature(cfg))
+    except StoreError as e:
+        raise ValueError(f"{source}: {e}") from None
+    have = {(r["key"], r["seed"]) for r in store.records if r.get("study") == "bench"}
+    old = read_table(out)
+    settings = measurement_settings(cfg)
+    for row in old.to_dict("records"):
+        if (row["key"], int(row["seed"])) not in have:
+            _record(store, cfg, settings, row)
+    return store
 
 
 def truth_matrix(df: pd.DataFrame, keys: list[str], seeds: tuple[int, ...], column: str = "test_logloss") -> np.ndarray:
@@ -170,13 +230,14 @@ def import_rows(cfg: BenchConfig, src: str | os.PathLike, source: str = "pipelin
         raise ValueError(f"{path}: architecture {int(r['arch'])} seed {int(r['seed'])} appears more than once")
     out = Path(cfg.output)
     _check_signature(out, build_signature(cfg), source)
-    df = read_table(out)
-    have = {(k, int(s)) for k, s in zip(df["key"], df["seed"])}
-    new = rows[[(k, int(s)) not in have for k, s in zip(rows["key"], rows["seed"])]]
-    if len(new):
-        df = pd.concat([df, new], ignore_index=True) if len(df) else new.reset_index(drop=True)
-        df = df.sort_values(["arch", "seed"], kind="stable", ignore_index=True)
-        _write_table(out, df)
+    with open_store(cfg, source) as store:
+        have = {(r["key"], r["seed"]) for r in store.records if r.get("study") == "bench"}
+        new = rows[[(k, int(s)) not in have for k, s in zip(rows["key"], rows["seed"])]]
+        settings = measurement_settings(cfg)
+        for row in new.to_dict("records"):
+            _record(store, cfg, settings, row)
+        if len(new) or not (out / TABLE_FILE).exists():
+            _write_table(out, _table(store))
     return len(new)
 
 
@@ -296,7 +357,11 @@ def build(cfg: BenchConfig, source: str = "pipeline", progress: bool = True) -> 
         torch.set_num_threads(cfg.train.threads)
     (out / "archs.jsonl").write_text("".join(s.to_json() + "\n" for s in specs))
 
-    df = read_table(out)
+    store = open_store(cfg, source)
+    df = _table(store)
+    if len(df) != len(read_table(out)):  # the store holds rows the view lacks (killed in between)
+        _write_table(out, df)
+    settings = measurement_settings(cfg)
     done = {(k, int(s)) for k, s in zip(df["key"], df["seed"])}
     todo = [(i, spec, seed) for i, spec in enumerate(specs) for seed in cfg.train.seeds if (spec.key(), seed) not in done]
     total = len(specs) * len(cfg.train.seeds)
@@ -321,6 +386,7 @@ def build(cfg: BenchConfig, source: str = "pipeline", progress: bool = True) -> 
         row = {"arch": i, "key": spec.key(), "spec": spec.to_json(), "seed": int(seed)}
         row.update(result)
         row["finished_at"] = time.time()
+        _record(store, cfg, settings, row)  # durable first: the table is its view
         df = pd.concat([df, pd.DataFrame([row])], ignore_index=True) if len(df) else pd.DataFrame([row])
         df = df.sort_values(["arch", "seed"], kind="stable", ignore_index=True)
         _write_table(out, df)
@@ -338,12 +404,15 @@ def build(cfg: BenchConfig, source: str = "pipeline", progress: bool = True) -> 
                 file=sys.stderr, flush=True,
             )
 
-    if cfg.train.workers == 1:
-        env = init_distributed()
-        for i, spec, seed in todo:
-            record(i, spec, seed, _train_one(cfg, d, spec, seed, run_dir(i, spec, seed), env))
-    elif todo:
-        _build_parallel(cfg, data_dir, todo, run_dir, record)
+    try:
+        if cfg.train.workers == 1:
+            env = init_distributed()
+            for i, spec, seed in todo:
+                record(i, spec, seed, _train_one(cfg, d, spec, seed, run_dir(i, spec, seed), env))
+        elif todo:
+            _build_parallel(cfg, data_dir, todo, run_dir, record)
+    finally:
+        store.close()
     if (out / "runs").is_dir() and not any((out / "runs").iterdir()):
         (out / "runs").rmdir()
     return df

@@ -74,8 +74,9 @@ class TrainRecipe:
 
 
 RECIPE_FIELDS = tuple(TrainRecipe.__dataclass_fields__)
-#: Fields that do not change a run's result (when to save).
-RECIPE_FREE = ("checkpoint_every",)
+#: Fields that do not change what a run trains (when to save; whether the validation split is also
+#: evaluated: a measurement made without it simply has no validation metrics).
+RECIPE_FREE = ("checkpoint_every", "validate")
 
 
 def recipe_identity(recipe: Any) -> dict[str, Any]:
