@@ -13,8 +13,8 @@ Example (a shell)::
 
 Points in the code: ``search.trial`` (a search record appended), ``warmup.checkpoint`` (a warm-up
 checkpoint saved), ``train.checkpoint`` (a training checkpoint saved), ``bench.row`` (a ground-truth
-row saved), ``oracle.run`` (a train-from-scratch query recorded), ``final.model`` (a model of the
-final training finished).
+row saved), ``oracle.run`` (a train-from-scratch run finished), ``study.query`` (a strategy's query of
+another evaluator recorded), ``final.model`` (a model of the final training finished).
 """
 
 from __future__ import annotations

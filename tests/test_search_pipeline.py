@@ -413,6 +413,70 @@ def test_a_search_killed_in_the_warm_up_and_in_the_final_training_loses_nothing(
     assert {f: f.stat().st_mtime_ns for f in first.rglob("*") if f.is_file()} == stamp  # not trained again
 
 
+_VERIFY = """
+from recnas.search.strategies import RandomSearch
+
+
+class Verify(RandomSearch):
+    \"\"\"Random search that, before each batch, trains its best candidate so far from scratch.\"\"\"
+
+    name = "toy_verify"
+
+    def ask(self, study, n):
+        done = [t for t in study.history() if t.done]
+        if done:
+            study.query("oracle", [max(done, key=lambda t: (t.score, -t.index)).spec])
+        return super().ask(study, n)
+"""
+
+
+def test_a_strategy_queries_the_oracle_through_the_store_and_a_kill_loses_no_run(reference, workdir, monkeypatch):
+    """A strategy that queries the train-from-scratch oracle besides its estimator: every query is a
+    trained record in the store; SIGKILLed right after its first query is recorded (fault point
+    ``study.query``) and rerun, it ends equal to an uninterrupted run, no run trained twice."""
+    from recnas.search.strategies import STRATEGIES
+
+    cfg, result = reference
+    mod = workdir / "toy_verify.py"
+    mod.write_text(_VERIFY)
+    script = workdir / "run_verify.py"
+    script.write_text("import sys\nsys.path.insert(0, sys.argv[2])\nimport toy_verify  # noqa\n"
+                      "from recnas.search.config import load_pipeline\nfrom recnas.search.runner import run_search\n"
+                      "run_search(load_pipeline(sys.argv[1]), progress=False)\n")
+
+    def pipe(out):
+        d = _pipeline(workdir / "cache", out, supernet={"reuse": str(result.run_dir)},
+                      estimator={"name": "flops", "params": {}},
+                      oracle={"max_steps": 3, "batch_size": 128, "eval_batch_size": 512})
+        d["search"] = {"strategy": "toy_verify", "budget": 12, "batch": 4, "seed": 0}
+        return d
+
+    monkeypatch.syspath_prepend(str(workdir))
+    import toy_verify  # noqa: F401  (registers the strategy in this process too)
+    try:
+        ref = run_search(load_pipeline(_write(workdir / "verify_ref.yaml", pipe(workdir / "verify_ref"))), progress=False)
+
+        def queries(run):
+            recs = [json.loads(x) for x in (run / JOURNAL_FILE).read_text().splitlines()[1:]]
+            return [r for r in recs if r.get("study") == "search:oracle"]
+
+        q_ref = queries(ref.run_dir)
+        assert len(q_ref) >= 1 and all(r["measure"] == "trained" and r["train_runs"] == 1 for r in q_ref)
+        out = workdir / "verify_killed"
+        p = _write(workdir / "verify_killed.yaml", pipe(out))
+        cmd = [PY, str(script), str(p), str(workdir)]
+        r = subprocess.run(cmd, env={**_env(), "RECNAS_FAULT": "study.query:1"}, capture_output=True, text=True, timeout=TIMEOUT)
+        assert r.returncode == -signal.SIGKILL, r.stderr[-3000:]
+        assert len(queries(out)) == 1
+        r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert [(t["key"], t["score"]) for t in _trials(out)] == [(t["key"], t["score"]) for t in ref.trials]
+        assert [(q["key"], q["score"]) for q in queries(out)] == [(q["key"], q["score"]) for q in q_ref]
+    finally:
+        STRATEGIES.pop("toy_verify", None)
+        sys.modules.pop("toy_verify", None)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

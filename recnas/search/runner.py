@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -157,60 +156,30 @@ def _write_atomic(path: Path, text: str) -> None:
 def _warm_up(cfg: PipelineConfig, run_dir: Path, data_dir: Path, space: SearchSpace, fm: Any,
              env: Any, progress: bool) -> None:
     """Warms the supernet up into ``run_dir`` (resumable), copies a reused one, or does nothing
-    when ``run_dir/supernet.json`` already exists."""
-    from recnas.data.loader import ParquetBatchLoader, load_prepared
-    from recnas.train.warmup import SUPERNET_DIR, SUPERNET_FILE, WarmupConfig, warmup
+    when ``run_dir/supernet.json`` already exists (checked against the space and data):
+    :func:`recnas.study.context.warm_supernet`, the warm-up the bench uses too."""
+    from recnas.data.loader import load_prepared
+    from recnas.study.context import warm_supernet
+    from recnas.train.warmup import SUPERNET_FILE, WarmupConfig
 
-    card_path = run_dir / SUPERNET_FILE
-    if card_path.exists():
-        _check_card(card_path, space, fm)
-        return
     sn = cfg.supernet
-    if sn.reuse is not None:
-        src = Path(os.path.expanduser(sn.reuse))
-        src_card = src / SUPERNET_FILE if src.is_dir() else src
-        if not src_card.exists():
-            raise FileNotFoundError(f"supernet.reuse: no warmed-up supernet at {src} (no {SUPERNET_FILE})")
-        _check_card(src_card, space, fm, what="supernet.reuse")
-        if env.is_main:
-            card = json.loads(src_card.read_text())
-            weights = src_card.parent / card["weights"]
-            tmp = run_dir / (SUPERNET_DIR + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(weights, tmp)
-            shutil.rmtree(run_dir / SUPERNET_DIR, ignore_errors=True)
-            os.replace(tmp, run_dir / SUPERNET_DIR)
-            card = {**card, "weights": SUPERNET_DIR, "reused_from": str(src_card.resolve())}
-            _write_atomic(card_path, json.dumps(card, indent=2, sort_keys=True) + "\n")
-        _barrier(env)
-        _mirror_card(run_dir, env)
-        return
-
     _, splits = load_prepared(data_dir)
-    loader = ParquetBatchLoader(
-        splits["train"], fm, batch_size=sn.batch_size, shuffle=True, seed=sn.seed, drop_last=True,
-        fraction=sn.fraction, rank=env.rank, world_size=env.world_size,
-    )
-    if len(loader) == 0:
-        raise ValueError(
-            f"supernet: the warm-up fraction {sn.fraction} of {data_dir}/train gives no full batch of "
-            f"{sn.batch_size} rows per rank; raise supernet.fraction or lower supernet.batch_size"
-        )
     config = WarmupConfig(
         epochs=sn.epochs, max_steps=sn.max_steps, lr=sn.lr, table_lr=sn.table_lr,
         full_path_fraction=sn.full_path_fraction, seed=sn.seed,
         checkpoint_every=sn.checkpoint_every, max_loss=sn.max_loss, on_nan=sn.on_nan, progress=progress,
     )
-    describe = {"data": str(data_dir), "fraction": sn.fraction, "batch_size": sn.batch_size,
-                "world_size": env.world_size}
-    result = warmup(fm, space, loader, config=config, out_dir=run_dir, describe=describe, resume=True, env=env)
-    if env.is_main:
+    w = warm_supernet(run_dir, fm, space, splits["train"], data_dir=data_dir, fraction=sn.fraction,
+                      batch_size=sn.batch_size, config=config, section="supernet",
+                      describe={"world_size": env.world_size}, reuse=sn.reuse, env=env, load=False)
+    if w.how == "found":
+        return
+    if w.how == "warmed" and env.is_main:
         print(
-            f"recnas search: warm-up done: {result.steps} steps, {result.samples_per_s:,.0f} samples/s "
+            f"recnas search: warm-up done: {w.steps} steps, {w.samples_per_s:,.0f} samples/s "
             f"-> {run_dir / SUPERNET_FILE}",
             file=sys.stderr,
         )
-    _barrier(env)
     _mirror_card(run_dir, env)
 
 
@@ -226,41 +195,23 @@ def _mirror_card(run_dir: Path, env: Any) -> None:
     _barrier(env)
 
 
-def _check_card(card_path: Path, space: SearchSpace, fm: Any, what: str = "supernet") -> None:
-    from recnas.identity import check_identity
-
-    card = json.loads(card_path.read_text())
-    hint = "warm up anew (a new output folder) or use a supernet of this space and data"
-    check_identity(card.get("space"), space.to_dict(), f"{what}: {card_path}",
-                   what="was warmed up on a different search space than this pipeline's", hint=hint)
-    check_identity(card.get("feature_map"), fm.to_dict(), f"{what}: {card_path}",
-                   what="was warmed up on data with a different feature map", hint=hint)
-
-
 def _scoring_context(cfg: PipelineConfig, run_dir: Path, data_dir: Path, fm: Any) -> Any:
-    """The estimator's data and weights: the first ``batches x batch_size`` training rows (the
-    same on every rank) and this rank's unsharded copy of the warmed-up supernet."""
-    from recnas.data.loader import ParquetBatchLoader, load_prepared
+    """The estimator's data and weights: the first ``batches x batch_size`` training rows (and
+    ``val_batches`` validation batches; the same on every rank,
+    :func:`recnas.study.context.scoring_batches`, as in the bench) and this rank's unsharded copy
+    of the warmed-up supernet."""
+    from recnas.data.loader import load_prepared
     from recnas.estimators import ScoringContext
+    from recnas.study.context import scoring_batches
     from recnas.train.warmup import load_supernet
 
     est = cfg.estimator
     _, splits = load_prepared(data_dir)
-
-    def first(split: str, n: int) -> list[Any]:
-        loader = ParquetBatchLoader(splits[split], fm, batch_size=est.batch_size, limit=n * est.batch_size)
-        batches = [b for b in loader if b.labels.numel() == est.batch_size][:n]
-        if len(batches) < n:
-            raise ValueError(
-                f"estimator: {data_dir}/{split} has rows for {len(batches)} full batches of "
-                f"{est.batch_size}, but estimator.{'batches' if split == 'train' else 'val_batches'}={n}"
-            )
-        return batches
-
+    batches, val_batches = scoring_batches(splits, fm, batches=est.batches, val_batches=est.val_batches,
+                                           batch_size=est.batch_size, section="estimator")
     supernet = load_supernet(run_dir) if est.init == "inherit" else None
     return ScoringContext(
-        fm, batches=first("train", est.batches),
-        val_batches=first("valid", est.val_batches) if est.val_batches else (),
+        fm, batches=batches, val_batches=val_batches,
         supernet=supernet, init=est.init, seed=est.seed,
     )
 
@@ -457,8 +408,13 @@ def run_search(cfg: PipelineConfig, *, resume: bool = False, progress: bool = Tr
     if oracle and env.world_size > 1:
         raise ValueError("search.evaluator: oracle trains one architecture per query in one process; "
                          "run it without torchrun (or score with an estimator)")
+    def make_oracle() -> Evaluator:  # the train-from-scratch evaluator (built when first needed)
+        return TrainEvaluator(cfg.oracle, cfg.oracle.seed, data_dir, fm, splits, run_dir / "oracle",
+                              identity={k: header[k] for k in ("ops_version", "data")}, env=env)
+
+    the_oracle = make_oracle() if oracle else None
     measure = "trained" if oracle else cfg.estimator.name
-    settings = digest(measurement_identity(header))
+    settings = the_oracle.settings if oracle else digest(measurement_identity(header))
     strategy = cfg.search.make(space)
     batch = cfg.search.batch or strategy.default_batch
     store = None
@@ -473,7 +429,8 @@ def run_search(cfg: PipelineConfig, *, resume: bool = False, progress: bool = Tr
         store = TrialStore.memory(header)
         for r in records:
             store._add(r)
-    study = Study(store, space, measure=measure, settings=settings, name="search")
+    study = Study(store, space, measure=measure, settings=settings, name="search",
+                  seed=cfg.oracle.seed if oracle else None)
     n_past = sum(1 for t in study.history() if t.done)
     if n_past:
         say(f"continuing {run_dir}: {n_past} candidates in the store are not measured again")
@@ -482,13 +439,14 @@ def run_search(cfg: PipelineConfig, *, resume: bool = False, progress: bool = Tr
         say(f"data {data_dir} | space {space.name} | run folder {run_dir}")
         _warm_up(cfg, run_dir, data_dir, space, fm, env, progress)
         if oracle:
-            evaluator: Evaluator = TrainEvaluator(cfg.oracle, cfg.oracle.seed, data_dir, fm, splits, run_dir / "oracle",
-                                                  identity=measurement_identity(header), env=env)
+            evaluator: Evaluator = the_oracle
             what = f"train-from-scratch oracle (seed {cfg.oracle.seed}; budget in training runs)"
+            study.evaluators["oracle"] = evaluator
         else:
             ctx = _scoring_context(cfg, run_dir, data_dir, fm)
             evaluator = ProxyEvaluator(estimator, ctx, identity=measurement_identity(header))
             what = f"estimator {cfg.estimator.name} ({cfg.estimator.init})"
+            study.evaluators.update(estimator=evaluator, oracle=make_oracle)
         say(f"searching: {cfg.search.strategy}, budget {cfg.search.budget}, {what}, {env.world_size} process(es)")
         t0 = time.perf_counter()
         scored = search_loop(strategy, evaluator, study, cfg.search.budget, batch, env, progress)
@@ -525,12 +483,10 @@ def run_search(cfg: PipelineConfig, *, resume: bool = False, progress: bool = Tr
 
 
 def measurement_identity(header: dict[str, Any]) -> dict[str, Any]:
-    """What decides a candidate's score in a search run: everything the store's header pins except
-    the strategy (the ops, the data, the space, the warm-up and the estimator section); with the
-    oracle, the ops, the data and the oracle's recipe and seed."""
-    if "oracle" in header:
-        return {k: header[k] for k in ("ops_version", "data", "oracle")}
-    return {k: v for k, v in header.items() if k != "search"}
+    """What decides an estimator's score in a search run: everything the store's header pins except
+    the strategy (the ops, the data, the space, the warm-up and the estimator section). (The
+    oracle's measurements are keyed by its recipe, the data and the ops, as everywhere.)"""
+    return {k: v for k, v in header.items() if k not in ("search", "oracle")}
 
 
 def _broadcast_past(trials: list[dict[str, Any]] | None, env: Any) -> list[dict[str, Any]]:

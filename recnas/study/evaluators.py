@@ -117,7 +117,8 @@ class TrainEvaluator(Evaluator):
         seed: the training seed.
         data_dir, feature_map, splits: the prepared data (``recnas.data.loader.load_prepared``).
         run_root: where the runs' folders go.
-        identity: what decides the result besides the recipe and seed (the data, the ops' version).
+        identity: what decides the result besides the recipe and the seed (the data, the ops'
+            version); the seed is a key of its own in the store.
         env: the process's ``init_distributed()`` environment (one process: every run is local).
     """
 
@@ -136,7 +137,7 @@ class TrainEvaluator(Evaluator):
 
         self.run_root = Path(run_root)
         self.env = env
-        self._identity = {"recipe": recipe_identity(recipe), "seed": seed, **identity}
+        self._identity = {"recipe": recipe_identity(recipe), **identity}  # the seed is the record's own key
 
     def identity(self) -> dict[str, Any]:
         return self._identity

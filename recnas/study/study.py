@@ -57,13 +57,16 @@ class Study:
     """The proposals of study ``name`` in ``store``, measured by ``(measure, settings)``."""
 
     def __init__(self, store: TrialStore, space: SearchSpace, measure: str, settings: str,
-                 name: str = "search", seed: Any = None) -> None:
+                 name: str = "search", seed: Any = None, evaluators: dict[str, Any] | None = None) -> None:
         self.store = store
         self.space = space
         self.measure = measure
         self.settings = settings
         self.name = name
         self.seed = seed
+        #: the evaluators a strategy may query besides the study's own measure, by the pipeline's
+        #: names (e.g. ``oracle``); values may be zero-argument factories, built on first use
+        self.evaluators: dict[str, Any] = dict(evaluators or {})
         self._specs: dict[str, ArchSpec] = {}
 
     # -- views -------------------------------------------------------------------------------------
@@ -129,6 +132,53 @@ class Study:
     def lookup(self, spec: ArchSpec) -> dict[str, Any] | None:
         """A finished measurement of ``spec`` under this study's measure and settings, if any."""
         return self.store.lookup(spec.key(), self.measure, self.settings, self.seed)
+
+    # -- queries -----------------------------------------------------------------------------------
+    def evaluator(self, name: str) -> Any:
+        """The evaluator the pipeline names ``name`` (built on first use)."""
+        if name not in self.evaluators:
+            raise KeyError(f"study {self.name!r}: no evaluator {name!r}; this pipeline names {sorted(self.evaluators)}")
+        ev = self.evaluators[name]
+        if callable(ev) and not hasattr(ev, "evaluate"):
+            ev = self.evaluators[name] = ev()
+        return ev
+
+    def query(self, name: str, specs: list[ArchSpec]) -> list[dict[str, Any]]:
+        """Measures ``specs`` with evaluator ``name`` through the store: a measurement the store
+        holds (same measure, settings and seed) is returned as it is; the others are measured and
+        recorded (``study: "<study>:<name>"``) before this returns, so a killed strategy that asks
+        again finds them. Returns the records, in order (``score``, ``values``, ``cached``)."""
+        from recnas.faults import fault_point
+
+        ev = self.evaluator(name)
+        seed = getattr(ev, "seed", None)
+        out = []
+        for spec in specs:
+            self._specs.setdefault(spec.key(), spec)
+            rec = self.store.lookup(spec.key(), ev.measure, ev.settings, seed)
+            if rec is not None:
+                out.append({**rec, "cached": True})
+                continue
+            m = ev.evaluate([spec])[0]
+            s = float(m.score)
+            rec = self.store.append({
+                "type": "trial", "study": f"{self.name}:{name}", "index": None, "batch": None, "key": spec.key(),
+                "spec": spec.to_dict(), "measure": ev.measure, "settings": ev.settings, "seed": seed,
+                "score": s if math.isfinite(s) else None, "values": m.values, "seconds": float(m.seconds),
+                "train_runs": int(m.train_runs), "cached": False,
+            })
+            fault_point("study.query")
+            out.append(rec)
+        return out
+
+    def cost(self, name: str | None = None) -> dict[str, float]:
+        """Seconds and training runs recorded in the store for this study (its measurements and its
+        queries; only evaluator ``name``'s queries if given)."""
+        studies = {f"{self.name}:{name}"} if name else {self.name} | {f"{self.name}:{n}" for n in self.evaluators}
+        recs = [r for r in self.store.records if r.get("type") == "trial" and r.get("study") in studies
+                and not r.get("cached")]
+        return {"seconds": float(sum(r.get("seconds") or 0.0 for r in recs)),
+                "train_runs": int(sum(r.get("train_runs") or 0 for r in recs))}
 
     # -- writing -----------------------------------------------------------------------------------
     def ask_record(self, specs: list[ArchSpec]) -> list[Trial]:
