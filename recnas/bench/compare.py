@@ -6,6 +6,7 @@
 2. scores the architectures once with every ``fresh`` (zero-shot) and weight-free estimator;
 3. for each warm-up fraction: warms a supernet up (cached in ``OUTPUT/warmup/frac_<f>/``; 0 = the
    seeded initial weights, no warm-up) and scores with every ``inherit`` (sub-one-shot) estimator;
+   the warm-up and the scoring batches are made by :mod:`recnas.study.context`, as in the search;
 4. computes SiGeo's three raw terms for each (fraction, init, embeddings mode) of the ablation and
    combines them under every weight triple (one gradient pass serves all combinations and the
    ``sigeo`` entries with the same options);
@@ -118,54 +119,31 @@ def _frac_name(f: float) -> str:
     return f"{100 * f:g}%"
 
 
-def _first_batches(split_dir: Path, fm: Any, n: int, batch_size: int, what: str) -> list[Any]:
-    from recnas.data.loader import ParquetBatchLoader
-
-    loader = ParquetBatchLoader(split_dir, fm, batch_size=batch_size, limit=n * batch_size)
-    batches = [b for b in loader if b.labels.numel() == batch_size][:n]
-    if len(batches) < n:
-        raise ValueError(
-            f"{what}: {split_dir} has rows for {len(batches)} full batches of {batch_size}, {n} needed; "
-            "lower scoring.batch_size or the number of batches"
-        )
-    return batches
-
-
 def _supernet(cfg: BenchConfig, fraction: float, space: SearchSpace, fm: Any, splits: dict[str, Path],
               data_dir: Path, out: Path, progress: bool) -> tuple[Any, float, int]:
-    """The supernet after warming up on ``fraction`` of the training rows (cached); returns
-    ``(supernet, warm-up seconds, warm-up steps)``."""
-    import torch
-
-    from recnas.data.loader import ParquetBatchLoader
-    from recnas.models import Supernet
-    from recnas.train.warmup import SUPERNET_FILE, WarmupConfig, load_supernet, warmup
+    """The supernet after warming up on ``fraction`` of the training rows, cached in
+    ``OUTPUT/warmup/frac_<f>/`` (0: the seeded initial weights): :func:`recnas.study.context.warm_supernet`,
+    the warm-up the search uses too. Returns ``(supernet, warm-up seconds, warm-up steps)``; the
+    seconds are kept in ``warmup_info.json`` beside the cached warm-up."""
+    from recnas.study.context import warm_supernet
+    from recnas.train.warmup import WarmupConfig
 
     w = cfg.warmup
-    if fraction == 0.0:
-        torch.manual_seed(w.seed)
-        net = Supernet(fm, space, device=torch.device("cpu"))
-        return net.eval(), 0.0, 0
+    config = WarmupConfig(epochs=w.epochs, lr=w.lr, table_lr=w.table_lr, full_path_fraction=w.full_path_fraction,
+                          seed=w.seed, checkpoint_every=50, progress=False)
     run_dir = out / "warmup" / f"frac_{fraction:g}"
+    got = warm_supernet(run_dir, fm, space, splits["train"], data_dir=data_dir, fraction=fraction,
+                        batch_size=w.batch_size, config=config, section="warmup", fraction_key="warmup.fractions")
+    if got.how == "initial":
+        return got.supernet, 0.0, 0
     info_path = run_dir / "warmup_info.json"
-    if not (run_dir / SUPERNET_FILE).exists():
-        loader = ParquetBatchLoader(splits["train"], fm, batch_size=w.batch_size, shuffle=True, seed=w.seed,
-                                    drop_last=True, fraction=fraction)
-        if len(loader) == 0:
-            raise ValueError(
-                f"warmup: {fraction:g} of the training split is {loader.num_rows} rows, less than one batch of "
-                f"warmup.batch_size={w.batch_size}; lower warmup.batch_size"
-            )
-        config = WarmupConfig(epochs=w.epochs, lr=w.lr, table_lr=w.table_lr, full_path_fraction=w.full_path_fraction,
-                              seed=w.seed, checkpoint_every=50, progress=False)
-        describe = {"data": str(data_dir), "fraction": fraction, "batch_size": w.batch_size}
-        r = warmup(fm, space, loader, config=config, out_dir=run_dir, describe=describe, resume=True)
-        info_path.write_text(json.dumps({"seconds": r.seconds, "steps": r.steps, "rows": loader.num_rows}) + "\n")
+    if got.how == "warmed":
+        info_path.write_text(json.dumps({"seconds": got.seconds, "steps": got.steps, "rows": got.rows}) + "\n")
         if progress:
-            print(f"  warm-up {_frac_name(fraction)}: {r.steps} steps of {w.batch_size} rows in {r.seconds:.1f} s",
+            print(f"  warm-up {_frac_name(fraction)}: {got.steps} steps of {w.batch_size} rows in {got.seconds:.1f} s",
                   file=sys.stderr, flush=True)
     info = json.loads(info_path.read_text()) if info_path.exists() else {"seconds": float("nan"), "steps": -1}
-    return load_supernet(run_dir), float(info["seconds"]), int(info["steps"])
+    return got.supernet, float(info["seconds"]), int(info["steps"])
 
 
 def _per_spec(fn: Callable[[ArchSpec], Any], specs: list[ArchSpec], width: int) -> np.ndarray:
@@ -494,6 +472,7 @@ def run_compare(cfg: BenchConfig, source: str = "pipeline", progress: bool = Tru
     from recnas.data.loader import load_prepared
     from recnas.estimators import ScoringContext
     from recnas.pipeline import resolve_data
+    from recnas.study.context import scoring_batches
 
     out = Path(cfg.output)
     space = SearchSpace.load(cfg.space)
@@ -507,8 +486,8 @@ def run_compare(cfg: BenchConfig, source: str = "pipeline", progress: bool = Tru
     if cfg.scoring.threads:
         torch.set_num_threads(cfg.scoring.threads)
     sc = cfg.scoring
-    batches = _first_batches(splits["train"], fm, sc.batches, sc.batch_size, "scoring")
-    val_batches = _first_batches(splits["valid"], fm, sc.val_batches, sc.batch_size, "scoring (validation)")
+    batches, val_batches = scoring_batches(splits, fm, batches=sc.batches, val_batches=sc.val_batches,
+                                           batch_size=sc.batch_size, section="scoring")
     cache = _Cache(out / "scores", keys)
 
     if progress:

@@ -8,6 +8,9 @@ for dense weights and tables, cosine schedule with a 10 % linear warm-up (NASRec
 
 The warmed-up supernet is saved to ``RUN_DIR/supernet/`` (weights, DCP) with ``RUN_DIR/supernet.json``
 (space, feature map, warm-up config) so that :func:`load_supernet` rebuilds it in any single process.
+``recnas search`` and ``recnas bench compare`` do not call :func:`warmup` themselves: both go through
+:func:`recnas.study.context.warm_supernet` (the loader, the folder, finding and checking a finished
+warm-up, ``supernet.reuse``), which calls it.
 
 Example::
 
