@@ -411,6 +411,12 @@ def test_a_search_killed_in_the_warm_up_and_in_the_final_training_loses_nothing(
     assert [(t["key"], t["score"]) for t in _trials(out)] == [(t["key"], t["score"]) for t in ref.trials]
     assert (out / "final.csv").read_text() == (workdir / "stages_ref" / "final.csv").read_text()
     assert {f: f.stat().st_mtime_ns for f in first.rglob("*") if f.is_file()} == stamp  # not trained again
+    # the final models are production measurements in the store, each recorded once; final.csv is their view
+    recs = [json.loads(x) for x in (out / JOURNAL_FILE).read_text().splitlines()[1:]]
+    final = [r for r in recs if r.get("study") == "final"]
+    assert [r["key"] for r in final][1:] == ["baseline:dlrm"] and len(final) == 2
+    assert [r["values"]["test_logloss"] for r in final] == [
+        float(row["test_logloss"]) for row in csv.DictReader(open(out / "final.csv"))]
 
 
 _VERIFY = """

@@ -142,6 +142,13 @@ def _sha256(p: Path) -> str | None:
     return hashlib.sha256(p.read_bytes()).hexdigest() if p.exists() else None
 
 
+def ranking_sha256(run_dir: Path) -> str:
+    """SHA-256 of what the export's ranking reads from the run's trial store: the search's measured
+    candidates and the retrainings (other records, e.g. the final training's, do not change it)."""
+    recs = {"search": read_trials(run_dir), "retrain": read_trials(run_dir, study="retrain")}
+    return hashlib.sha256(json.dumps(recs, sort_keys=True).encode()).hexdigest()
+
+
 def export_run(run_dir: Path, top: int, out_dir: Path) -> list[Path]:
     """Exports the ``top`` best distinct architectures of a search run with their inherited weights.
 
@@ -165,6 +172,7 @@ def export_run(run_dir: Path, top: int, out_dir: Path) -> list[Path]:
         "run_dir": str(run_dir.resolve()),
         "pipeline_sha256": _sha256(run_dir / "pipeline.yaml"),
         "journal_sha256": _sha256(run_dir / JOURNAL_FILE),
+        "ranking_sha256": ranking_sha256(run_dir),
         "data": data,
         "candidates": len(ranked),
     }

@@ -25,8 +25,13 @@ _FIELDS = ("model", "kind", "status", "epochs", "steps", "val_logloss", "val_auc
 
 
 def train_final(cfg: FinalConfig, run_dir: Path, exported: list[Path], data_dir: Path, env: Any,
-                progress: bool = True) -> list[dict[str, Any]]:
+                progress: bool = True, store: Any = None) -> list[dict[str, Any]]:
     """Trains ``exported[:cfg.top]`` and ``cfg.baselines`` (collective); returns one row each.
+
+    Each finished model is a ``production`` measurement in the run's trial store (``study:
+    final``; a searched model keyed by its architecture, a baseline by ``baseline:<name>``; the
+    settings: the production config, the init and the data), so a rerun reads it back without
+    touching the model's folder; ``final.csv`` is the view of those records.
 
     A model whose training diverges (NaN loss, or one above the trainer's ``max_loss``) gets a row
     with status ``diverged`` and no metrics, and the others still train: one unstable baseline must
@@ -35,13 +40,31 @@ def train_final(cfg: FinalConfig, run_dir: Path, exported: list[Path], data_dir:
     from recnas.export import ProdTrainConfig, train_baseline, train_export
     from recnas.train.loop import NonFiniteLossError
 
+    from dataclasses import asdict
+
+    from recnas.identity import digest
+    from recnas.space import ArchSpec
+    from recnas.study import TrialStore
+
     config = ProdTrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, fraction=cfg.fraction,
                              dense_lr=cfg.dense_lr, table_lr=cfg.table_lr, progress=progress)
     common = dict(config=config, resume=True)
+    store = store if store is not None else TrialStore.memory()
+    ident = {k: v for k, v in asdict(config).items() if k not in ("progress", "checkpoint_every", "on_nan", "max_loss")}
+    settings = digest({"config": ident, "init": cfg.init, "data": str(Path(data_dir).resolve())})
     rows: list[dict[str, Any]] = []
     jobs: list[tuple[str, str, Any]] = [(f"searched #{i}", "search", p) for i, p in enumerate(exported[: cfg.top], 1)]
     jobs += [(b, "baseline", b) for b in cfg.baselines]
     for name, kind, what in jobs:
+        if kind == "search":
+            spec = ArchSpec.from_json((Path(what) / "spec.json").read_text())
+            key, spec_d = spec.key(), spec.to_dict()
+        else:
+            key, spec_d = f"baseline:{what}", {"baseline": what}
+        rec = store.lookup(key, "production", settings, cfg.seed)
+        if rec is not None and rec["values"].get("model", "").startswith(name):
+            rows.append(dict(rec["values"]))
+            continue
         if progress and env.is_main:
             print(f"recnas search: final training of {name} ({cfg.epochs} epoch(s))", file=sys.stderr)
         try:
@@ -72,6 +95,14 @@ def train_final(cfg: FinalConfig, run_dir: Path, exported: list[Path], data_dir:
             "params": (r.model or {}).get("num_params"),
             "flops_per_example": (r.model or {}).get("flops_per_example"),
         })
+        if r.status in ("completed", "early_stopped"):
+            ll = rows[-1]["val_logloss"]
+            store.append({
+                "type": "trial", "study": "final", "index": None, "batch": None, "key": key, "spec": spec_d,
+                "measure": "production", "settings": settings, "seed": cfg.seed,
+                "score": -ll if ll == ll else None, "values": rows[-1], "seconds": 0.0, "train_runs": 1,
+                "cached": False,
+            })
         fault_point("final.model")
     if env.is_main and rows:
         with open(run_dir / FINAL_FILE, "w", newline="") as fh:

@@ -462,17 +462,17 @@ def run_search(cfg: PipelineConfig, *, resume: bool = False, progress: bool = Tr
 
     try:
         retrained = retrain_top(cfg, run_dir, data_dir, fm, _broadcast_past(trials, env), env, progress, store)
+        exported = _export(cfg, run_dir, say) if env.is_main else []
+        exported = [Path(p) for p in _broadcast_past([str(p) for p in exported], env)]
+        final: list[dict[str, Any]] = []
+        if cfg.final.top > 0:
+            from recnas.search.final import train_final
+
+            if not exported:
+                raise RuntimeError("final: nothing was exported to train (see the export message above)")
+            final = train_final(cfg.final, run_dir, exported, data_dir, env, progress, store)
     finally:
         store.close()
-    exported = _export(cfg, run_dir, say) if env.is_main else []
-    exported = [Path(p) for p in _broadcast_past([str(p) for p in exported], env)]
-    final: list[dict[str, Any]] = []
-    if cfg.final.top > 0:
-        from recnas.search.final import train_final
-
-        if not exported:
-            raise RuntimeError("final: nothing was exported to train (see the export message above)")
-        final = train_final(cfg.final, run_dir, exported, data_dir, env, progress)
     if env.is_main:
         from recnas.search.report import write_report
 
@@ -514,12 +514,11 @@ def _export(cfg: PipelineConfig, run_dir: Path, say: Any) -> list[Path]:
         )
         return []
     index = run_dir / "export" / "index.json"
-    if index.exists():  # a rerun of a finished search: keep the export of the same journal
-        import hashlib
+    if index.exists():  # a rerun of a finished search: keep the export of the same ranking
+        from recnas.export.run import ranking_sha256
 
         done = json.loads(index.read_text())
-        same = done.get("source", {}).get("journal_sha256") == hashlib.sha256(
-            (run_dir / JOURNAL_FILE).read_bytes()).hexdigest()
+        same = done.get("source", {}).get("ranking_sha256") == ranking_sha256(run_dir)
         if same and len(done.get("exports", [])) >= cfg.export.top:
             return [run_dir / "export" / e["folder"] for e in done["exports"][: cfg.export.top]]
     out = export_run(run_dir, cfg.export.top, run_dir / "export")
