@@ -6,6 +6,8 @@ stage, TorchRec training of every (architecture, seed), the supernet warm-up, ev
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import signal
 import subprocess
@@ -426,13 +428,38 @@ def test_compare_rerun_uses_cached_scores(compared: tuple[BenchConfig, Path]) ->
     cfg, _ = compared
     out = Path(cfg.output)
     before = pd.read_csv(out / "results.csv")
-    cached = {p: p.stat().st_mtime_ns for p in (out / "scores").glob("*.json")}
-    assert cached
+    store = out / "scores" / "trials.jsonl"
+    records = store.read_text().splitlines()
+    assert len(records) > 1
     run_compare(cfg, progress=False)
-    # no score vector was recomputed (a computed one is rewritten), and the numbers are the same
-    assert {p: p.stat().st_mtime_ns for p in (out / "scores").glob("*.json")} == cached
+    # no architecture was scored again (every score is a record of the store), and the numbers are the same
+    assert store.read_text().splitlines() == records
     after = pd.read_csv(out / "results.csv")
     pd.testing.assert_frame_equal(before, after)
+
+
+def test_a_compare_cut_short_keeps_every_architecture_it_scored(compared: tuple[BenchConfig, Path], tmp_path: Path) -> None:
+    """Score vectors are per-architecture records: a store cut after some records (a kill) is
+    completed by scoring only the missing architectures, to the same vectors; a compare folder of
+    recnas before the store (scores/*.json vectors) is taken in without scoring anything."""
+    import json as _json
+    import shutil
+
+    from recnas.bench.compare import run_compare
+
+    cfg, _ = compared
+    out = Path(cfg.output)
+    full = (out / "scores" / "trials.jsonl").read_text().splitlines(keepends=True)
+    cut = tmp_path / "cut"
+    shutil.copytree(out, cut)
+    (cut / "scores" / "trials.jsonl").write_text("".join(full[: len(full) // 2]) + full[len(full) // 2][:20])
+    cfg_cut = dataclasses.replace(cfg, output=str(cut))
+    run_compare(cfg_cut, progress=False)
+    got = [_json.loads(x) for x in (cut / "scores" / "trials.jsonl").read_text().splitlines()[1:]]
+    want = [_json.loads(x) for x in full[1:]]
+    key = lambda r: (r["key"], r["measure"], r["settings"])  # noqa: E731
+    assert len(got) == len(want) and {key(r): r["values"] for r in got} == {key(r): r["values"] for r in want}
+    pd.testing.assert_frame_equal(pd.read_csv(cut / "scores.csv"), pd.read_csv(out / "scores.csv"))
 
 
 def test_compare_without_ground_truth_says_what_is_missing(work: Path) -> None:
@@ -441,7 +468,7 @@ def test_compare_without_ground_truth_says_what_is_missing(work: Path) -> None:
     cfg = load_bench(_pipeline(work, "empty", work / "cache", num_archs=2,
                                estimators=[{"name": "params"}, {"name": "sigeo"}]))
     assert run_compare(cfg, progress=False, score_only=True) is None  # scores need no ground truth
-    assert len(list((work / "empty" / "scores").glob("*.json"))) >= 3
+    assert len((work / "empty" / "scores" / "trials.jsonl").read_text().splitlines()) >= 1 + 3 * 2
     with pytest.raises(ValueError, match=r"lacks 4 of 4 \(architecture, seed\) rows .* run `recnas bench build`"):
         run_compare(cfg, progress=False)
 

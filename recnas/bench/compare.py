@@ -92,27 +92,69 @@ def _digest(obj: Any) -> str:
 
 
 class _Cache:
-    """``OUTPUT/scores/<name>.json``: a computed array with the settings it was computed under."""
+    """Score vectors as per-architecture records of a trial store (``OUTPUT/scores/trials.jsonl``).
 
-    def __init__(self, root: Path, keys: list[str]) -> None:
+    Each architecture's score (or SiGeo's three terms) under some settings is one ``trial`` record
+    (``study: bench scores``; measure: the estimator; settings: :func:`recnas.identity.digest` of the
+    estimator's parameters and the scoring context; ``values.v``: the row; ``seconds``: its own
+    scoring time), so a killed compare keeps every architecture it scored, and more architectures
+    score only the new ones. ``OUTPUT/scores/<name>.json`` vectors of recnas before the store are
+    taken in once (their seconds split evenly over the architectures).
+    """
+
+    def __init__(self, root: Path, specs: list[ArchSpec]) -> None:
+        from recnas.study import TrialStore
+
         self.root = root
-        self.keys = keys
+        self.specs = specs
+        self.keys = [s.key() for s in specs]
         root.mkdir(parents=True, exist_ok=True)
+        self.store = TrialStore.open(root / "trials.jsonl", {"kind": "bench scores"})
 
-    def get_or_compute(self, name: str, settings: dict[str, Any], fn: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:
-        settings = {**settings, "keys": _digest(self.keys)}
+    def _legacy(self, name: str, settings: dict[str, Any]) -> np.ndarray | None:
         path = self.root / f"{name}.json"
-        if path.exists():
-            saved = json.loads(path.read_text())
-            if saved.get("settings") == json.loads(json.dumps(settings, default=str)):
-                return np.asarray(saved["values"], dtype=np.float64), float(saved["seconds"])
-        t0 = time.perf_counter()
-        values = np.asarray(fn(), dtype=np.float64)
-        seconds = time.perf_counter() - t0
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"settings": settings, "seconds": seconds, "values": values.tolist()}, default=str))
-        os.replace(tmp, path)
-        return values, seconds
+        if not path.exists():
+            return None
+        saved = json.loads(path.read_text())
+        if saved.get("settings") != json.loads(json.dumps({**settings, "keys": _digest(self.keys)}, default=str)):
+            return None
+        return np.asarray(saved["values"], dtype=np.float64), float(saved["seconds"])
+
+    def get_or_compute(self, name: str, settings: dict[str, Any], one: Callable[[ArchSpec], Any],
+                       width: int = 1) -> tuple[np.ndarray, float]:
+        """``(n, width)`` rows of ``one(spec)`` for every architecture, and the seconds they took."""
+        from recnas.identity import digest
+
+        measure, ident = str(settings.get("what", name)), digest(settings)
+        found = [self.store.lookup(k, measure, ident) for k in self.keys]
+        if any(r is None for r in found):
+            legacy = self._legacy(name, settings)
+            if legacy is not None and all(r is None for r in found):
+                values, total = legacy
+                rows = values.reshape(len(self.keys), width)
+                for spec, row in zip(self.specs, rows):
+                    self._put(spec, measure, ident, row, total / len(self.keys))
+            else:
+                for spec, r in zip(self.specs, found):
+                    if r is None:
+                        t0 = time.perf_counter()
+                        row = _per_spec(one, [spec], width)[0]
+                        self._put(spec, measure, ident, row, time.perf_counter() - t0)
+            found = [self.store.lookup(k, measure, ident) for k in self.keys]
+        rows = np.array([[np.nan if v is None else v for v in r["values"]["v"]] for r in found], dtype=np.float64)
+        return rows, float(sum(r["seconds"] for r in found))
+
+    def _put(self, spec: ArchSpec, measure: str, ident: str, row: np.ndarray, seconds: float) -> None:
+        v = [float(x) if np.isfinite(x) else None for x in np.asarray(row, dtype=np.float64).reshape(-1)]
+        self.store.append({
+            "type": "trial", "study": "bench scores", "index": None, "batch": None, "key": spec.key(),
+            "spec": spec.to_dict(), "measure": measure, "settings": ident, "seed": None,
+            "score": v[0] if len(v) == 1 else None, "values": {"v": v}, "seconds": float(seconds),
+            "train_runs": 0, "cached": False,
+        })
+
+    def close(self) -> None:
+        self.store.close()
 
 
 def _frac_name(f: float) -> str:
@@ -188,10 +230,8 @@ def _score_all(cfg: BenchConfig, specs: list[ArchSpec], contexts: dict[tuple[str
             est = SiGeo(embeddings=emb, local_steps=steps, local_lr=lr)
             settings = {"what": "sigeo_terms", "params": est.get_params(), "ctx": ctx_settings(init, frac)}
             name = f"sigeo_terms-{emb}-{steps}-{init}-{frac:g}-{_digest(settings)}"
-            flat, secs = cache.get_or_compute(
-                name, settings, lambda: _per_spec(lambda sp: est.terms([sp], contexts[(init, frac)])[0], specs, 3).reshape(-1)
-            )
-            terms_memo[key] = (flat.reshape(-1, 3), secs)
+            rows, secs = cache.get_or_compute(name, settings, lambda sp: est.terms([sp], contexts[(init, frac)])[0], 3)
+            terms_memo[key] = (rows, secs)
             if progress:
                 print(f"  sigeo terms ({emb}, {ctx_name(init, frac)}): {secs:.1f} s", file=sys.stderr, flush=True)
         return terms_memo[key]
@@ -218,10 +258,11 @@ def _score_all(cfg: BenchConfig, specs: list[ArchSpec], contexts: dict[tuple[str
                 scores = SiGeo.combine(t, p["weights"])
             else:
                 settings = {"what": e.name, "params": est.get_params(), "ctx": ctx_settings(init, frac)}
-                scores, secs = cache.get_or_compute(
+                rows, secs = cache.get_or_compute(
                     f"{e.display}-{init}-{frac:g}-{_digest(settings)}".replace("/", "_").replace(" ", "_"),
-                    settings, lambda: _per_spec(lambda sp: est.score([sp], contexts[(init, frac)]), specs, 1)[:, 0],
+                    settings, lambda sp, est=est, init=init, frac=frac: est.score([sp], contexts[(init, frac)]),
                 )
+                scores = rows[:, 0]
                 if progress:
                     print(f"  {label}: {secs:.1f} s", file=sys.stderr, flush=True)
             scores, failed = _fill(scores)
@@ -488,21 +529,24 @@ def run_compare(cfg: BenchConfig, source: str = "pipeline", progress: bool = Tru
     sc = cfg.scoring
     batches, val_batches = scoring_batches(splits, fm, batches=sc.batches, val_batches=sc.val_batches,
                                            batch_size=sc.batch_size, section="scoring")
-    cache = _Cache(out / "scores", keys)
+    cache = _Cache(out / "scores", specs)
 
     if progress:
         print(f"recnas bench compare: {len(specs)} architectures x {len(cfg.train.seeds)} seeds; "
               f"warm-up fractions {[_frac_name(f) for f in cfg.warmup.fractions]}", file=sys.stderr, flush=True)
     sets: list[ScoreSet] = []
-    fresh = ScoringContext(fm, batches, val_batches, supernet=None, init="fresh", seed=sc.seed, device="cpu")
-    sets += _score_all(cfg, specs, {("fresh", 0.0): fresh, ("none", 0.0): fresh}, cache, progress)
     warm_info = []
-    for frac in cfg.warmup.fractions:
-        net, secs, steps = _supernet(cfg, frac, space, fm, splits, data_dir, out, progress)
-        warm_info.append({"fraction": frac, "seconds": secs, "steps": steps})
-        ctx = ScoringContext(fm, batches, val_batches, supernet=net, init="inherit", seed=sc.seed, device="cpu")
-        sets += _score_all(cfg, specs, {("inherit", frac): ctx}, cache, progress)
-        del net, ctx
+    try:
+        fresh = ScoringContext(fm, batches, val_batches, supernet=None, init="fresh", seed=sc.seed, device="cpu")
+        sets += _score_all(cfg, specs, {("fresh", 0.0): fresh, ("none", 0.0): fresh}, cache, progress)
+        for frac in cfg.warmup.fractions:
+            net, secs, steps = _supernet(cfg, frac, space, fm, splits, data_dir, out, progress)
+            warm_info.append({"fraction": frac, "seconds": secs, "steps": steps})
+            ctx = ScoringContext(fm, batches, val_batches, supernet=net, init="inherit", seed=sc.seed, device="cpu")
+            sets += _score_all(cfg, specs, {("inherit", frac): ctx}, cache, progress)
+            del net, ctx
+    finally:
+        cache.close()
 
     if score_only:
         return None
