@@ -50,6 +50,7 @@ from recnas.export.architecture import (
     build_model,
 )
 from recnas.export.artifact import export_architecture, load_export
+from recnas.train.scratch import TrainRecipe
 from recnas.train.trainer import DENSE_LR, MAX_LOSS, TABLE_LR
 
 __all__ = [
@@ -77,22 +78,21 @@ TRAIN_DIR = "train"
 # so a run stopped by a NaN or by the divergence guard can be resumed with on_nan 'skip' or a higher
 # max_loss (run.json files written before max_loss existed lack the field, which this also allows).
 _RESUME_FREE = frozenset({"progress", "checkpoint_every", "on_nan", "max_loss"})
+_ADDED_LATER = ("max_steps", "lr_schedule", "lr_warmup", "validate")
 
 
 @dataclass(frozen=True)
-class ProdTrainConfig:
-    """How ``recnas train`` trains.
+class ProdTrainConfig(TrainRecipe):
+    """How ``recnas train`` trains: a :class:`recnas.train.scratch.TrainRecipe` (the one training
+    config: ``epochs``, ``batch_size``, ``fraction``, ``dense_lr``, ``table_lr``, ``lr_schedule``,
+    ``lr_warmup``, ``eval_batch_size``, ``checkpoint_every``; production trains whole epochs and
+    evaluates every one, so ``max_steps`` must be 0 and ``validate`` on), plus:
 
     Attributes:
-        epochs: passes over the training rows (the most; early stopping may end sooner).
-        batch_size: rows per step and process.
         early_stopping_patience: stop after this many epochs without a lower validation log loss
             and export the best epoch (0: off, export the last epoch).
         seed: model initialisation and shuffling.
-        dense_lr, table_lr, eps: Adagrad of the dense weights / fused row-wise Adagrad of the tables.
-        fraction: use the first ``fraction`` of the training rows (the split is already shuffled).
-        eval_batch_size: rows per evaluation batch and process.
-        checkpoint_every: extra checkpoints every K steps within an epoch (0: at epoch ends only).
+        eps: Adagrad epsilon of the dense weights and the tables.
         on_nan: ``"raise"`` (stop, resumable) or ``"skip"`` a step with a NaN/inf loss (or one
             above ``max_loss``).
         max_loss: divergence guard: a step whose batch log loss exceeds it is handled like a NaN
@@ -102,18 +102,16 @@ class ProdTrainConfig:
             Measured on a searched NASRec-Small model on the Criteo rows: early training steps
             produce denormals that make CPU steps 0.2 -> 5 s; flushed, 0.12 s.
         progress: progress bar and per-epoch lines on rank 0 (stderr).
+
+    ``checkpoint_every`` here means extra checkpoints every K steps within an epoch (0: at epoch
+    ends only).
     """
 
-    epochs: int = 1
     batch_size: int = 512
+    checkpoint_every: int = 0
     early_stopping_patience: int = 0
     seed: int = 0
-    dense_lr: float = DENSE_LR
-    table_lr: float = TABLE_LR
     eps: float = 1e-2
-    fraction: float = 1.0
-    eval_batch_size: int = 4096
-    checkpoint_every: int = 0
     on_nan: str = "raise"
     max_loss: float = MAX_LOSS
     flush_denormal: bool = True
@@ -122,6 +120,10 @@ class ProdTrainConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.max_steps != 0:
+            raise ValueError(f"production training trains whole epochs: max_steps must be 0 (set epochs), got {self.max_steps}")
+        if not self.validate:
+            raise ValueError("production training evaluates every epoch on the validation split: validate must be true")
         if self.batch_size < 1 or self.eval_batch_size < 1:
             raise ValueError(f"batch sizes must be >= 1, got {self.batch_size} / {self.eval_batch_size}")
         if self.early_stopping_patience < 0:
@@ -130,6 +132,7 @@ class ProdTrainConfig:
             raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
         if not self.max_loss > 0:
             raise ValueError(f"max_loss must be positive, got {self.max_loss}")
+        super().__post_init__()  # the recipe's checks (lr schedule, ramp)
 
 
 @dataclass(frozen=True)
@@ -315,7 +318,9 @@ def _check_run_file(out: Path, run: dict[str, Any], resume: bool) -> None:
     if not resume:
         raise ValueError(f"{out} already holds a training run ({RUN_FILE}); pass --resume to continue it or choose a new --out")
     saved = json.loads(p.read_text())
-    check_resume_config(saved["config"], run["config"], str(p), free=_RESUME_FREE)
+    # recipe fields added to ProdTrainConfig later: a run saved without them trained with their defaults
+    added = {k: v for k, v in asdict(ProdTrainConfig()).items() if k in _ADDED_LATER}
+    check_resume_config({**added, **saved["config"]}, run["config"], str(p), free=_RESUME_FREE)
     for k in ("architecture", "init", "data", "name"):
         if saved.get(k) != run.get(k):
             raise ValueError(f"{p}: this run trains a different {k} ({saved.get(k)!r} vs now {run.get(k)!r}); use a new --out")
@@ -443,6 +448,7 @@ def train_architecture(
     total = config.epochs * spe
     tc = TrainConfig(
         epochs=config.epochs, dense_lr=config.dense_lr, table_lr=config.table_lr, eps=config.eps, seed=config.seed,
+        lr_schedule=config.lr_schedule, lr_warmup=config.lr_warmup,
         checkpoint_every=config.checkpoint_every, on_nan=config.on_nan, max_loss=config.max_loss,
         progress=config.progress,
     )

@@ -243,31 +243,35 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
-class FinalConfig:
+class FinalConfig(TrainRecipe):
     """The ``final:`` section: production training of the exported best ``top`` architectures and
     of the ``baselines``, the same way on the same data (``recnas.export.train_export`` /
     ``train_baseline``); 0 = off. Needs ``export.top >= top``.
+
+    The fields of :class:`recnas.train.scratch.TrainRecipe` (as ``recnas train``: whole epochs, so
+    ``max_steps`` stays 0), plus:
 
     Attributes:
         top: exported architectures to train (0 = off).
         baselines: baselines trained beside them (``dlrm``, ``deepfm``, ``dcnv2``).
         init: ``scratch`` (fresh weights) or ``inherited`` (the supernet's, as exported).
-        epochs, batch_size, fraction, dense_lr, table_lr, seed: as ``recnas train``.
+        seed: model init and shuffle seed.
     """
 
+    section: ClassVar[str] = "final"
+    batch_size: int = 512
+    checkpoint_every: int = 0
     top: int = 0
     baselines: tuple[str, ...] = ("dlrm",)
     init: str = "scratch"
-    epochs: int = 1
-    batch_size: int = 512
-    fraction: float = 1.0
-    dense_lr: float = DENSE_LR
-    table_lr: float = TABLE_LR
     seed: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.top < 0:
             raise ValueError(f"final.top must be >= 0, got {self.top}")
+        if self.max_steps != 0:
+            raise ValueError(f"final.max_steps: production training trains whole epochs (set final.epochs), got {self.max_steps}")
         if self.init not in ("scratch", "inherited"):
             raise ValueError(f"final.init: expected 'scratch' or 'inherited', got {self.init!r}")
         bad = [b for b in self.baselines if b not in ("dlrm", "deepfm", "dcnv2")]

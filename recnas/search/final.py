@@ -46,8 +46,9 @@ def train_final(cfg: FinalConfig, run_dir: Path, exported: list[Path], data_dir:
     from recnas.space import ArchSpec
     from recnas.study import TrialStore
 
-    config = ProdTrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, fraction=cfg.fraction,
-                             dense_lr=cfg.dense_lr, table_lr=cfg.table_lr, progress=progress)
+    from recnas.train.scratch import RECIPE_FIELDS
+
+    config = ProdTrainConfig(**{k: getattr(cfg, k) for k in RECIPE_FIELDS}, seed=cfg.seed, progress=progress)
     common = dict(config=config, resume=True)
     store = store if store is not None else TrialStore.memory()
     ident = {k: v for k, v in asdict(config).items() if k not in ("progress", "checkpoint_every", "on_nan", "max_loss")}

@@ -17,7 +17,7 @@ Example::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -73,7 +73,7 @@ class TrainRecipe:
             raise ValueError(f"{k}.lr_warmup must be in [0, 1), got {self.lr_warmup}")
 
 
-RECIPE_FIELDS = tuple(TrainRecipe.__dataclass_fields__)
+RECIPE_FIELDS = tuple(f.name for f in fields(TrainRecipe))
 #: Fields that do not change what a run trains (when to save; whether the validation split is also
 #: evaluated: a measurement made without it simply has no validation metrics).
 RECIPE_FREE = ("checkpoint_every", "validate")
