@@ -286,3 +286,24 @@ def test_early_stopping_exports_the_best_epoch(data, tmp_path):
     load_model_weights(tmp_path / "es" / "train" / "checkpoints" / f"step_{r.best_epoch * spe:08d}", best)
     for k, v in best.state_dict().items():
         torch.testing.assert_close(ex.model.state_dict()[k], v, rtol=0, atol=0, msg=k)
+
+
+def test_a_run_saved_before_the_recipe_fields_resumes_and_a_changed_recipe_is_refused(tmp_path):
+    """run.json of a production run saved before ProdTrainConfig took the recipe's max_steps /
+    lr_schedule / lr_warmup / validate resumes (they read at their defaults); a run saved with
+    another schedule is refused naming the key."""
+    import json
+    from dataclasses import asdict
+
+    from recnas.export.production import RUN_FILE, ProdTrainConfig, _check_run_file
+
+    run = {"name": "m", "architecture": {"a": 1}, "init": "scratch", "data": "d", "config": asdict(ProdTrainConfig())}
+    old = {**run, "config": {k: v for k, v in run["config"].items()
+                             if k not in ("max_steps", "lr_schedule", "lr_warmup", "validate")}}
+    (tmp_path / RUN_FILE).write_text(json.dumps(old))
+    _check_run_file(tmp_path, run, resume=True)
+    (tmp_path / RUN_FILE).write_text(json.dumps({**old, "config": {**old["config"], "lr_schedule": "cosine"}}))
+    with pytest.raises(ValueError, match="differs at lr_schedule: saved \"cosine\", now \"constant\""):
+        _check_run_file(tmp_path, run, resume=True)
+    with pytest.raises(ValueError, match="max_steps must be 0"):
+        ProdTrainConfig(max_steps=5)
