@@ -7,6 +7,8 @@ architecture and seed, supernet warm-up, estimators) and compares with a ridge e
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import numpy as np
@@ -337,15 +339,20 @@ def test_sigeo_entries_share_their_terms_without_a_name_check(compared: BenchCon
     from recnas.estimators import SiGeo
 
     out = Path(compared.output)
-    files = sorted(p.name for p in (out / "scores").glob("*.json"))
-    terms = [f for f in files if f.startswith("sigeo_terms-")]
-    # one terms file per context (fresh; inherit 0 %, 50 %), shared by both entries and the ablation
-    assert len(terms) == 3 and not any(f.startswith(("sigeo-", "sigeo_paper-")) for f in files)
+    recs = [json.loads(x) for x in (out / "scores" / "trials.jsonl").read_text().splitlines()[1:]]
+    measures = {r["measure"] for r in recs}
+    terms = {r["settings"] for r in recs if r["measure"] == "sigeo_terms"}
+    # one terms vector per context (fresh; inherit 0 %, 50 %), shared by both entries and the ablation
+    assert len(terms) == 3 and "sigeo" not in measures and "sigeo_paper" not in measures
     sc = pd.read_csv(out / "scores.csv")
-    fresh = np.asarray(__import__("json").loads((out / "scores" / next(f for f in terms if "-fresh-" in f)).read_text())["values"])
-    t = fresh.reshape(-1, 3)
-    np.testing.assert_allclose(sc["sigeo | fresh"], SiGeo.combine(t, "public_criteo"))
-    np.testing.assert_allclose(sc["sigeo paper | fresh"], SiGeo.combine(t, "paper"))
+    by_ctx = {s: {r["key"]: r["values"]["v"] for r in recs if r["settings"] == s} for s in terms}
+    matched = []  # the fresh context's terms give both fresh entries' scores
+    for s_id, per_key in by_ctx.items():
+        t = np.asarray([[np.nan if v is None else v for v in per_key[k]] for k in sc["key"]], dtype=float)
+        if np.allclose(sc["sigeo | fresh"], SiGeo.combine(t, "public_criteo"), equal_nan=True):
+            matched.append(s_id)
+            np.testing.assert_allclose(sc["sigeo paper | fresh"], SiGeo.combine(t, "paper"))
+    assert len(matched) == 1
 
 
 def test_sweep_command_reproduces_the_compare_sweep_from_its_folder(compared: BenchConfig, tmp_path: Path) -> None:
