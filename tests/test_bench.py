@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from benchkit import tiny_bench_pipeline
 import yaml
 from scipy import stats as sps
 
@@ -30,21 +31,7 @@ N_ARCHS = 4
 
 
 def _pipeline(tmp: Path, out: str, cache: Path, **extra) -> Path:
-    d = {
-        "data": {"synth_rows": 700, "hash_size": 50, "cache": str(cache), "name": "tiny"},
-        "space": "tiny",
-        "num_archs": N_ARCHS,
-        "sample_seed": 3,
-        "train": {"epochs": 1, "batch_size": 32, "seeds": [0, 1], "checkpoint_every": 4, "threads": 1},
-        "warmup": {"fractions": [0.0, 0.5], "batch_size": 32},
-        "scoring": {"batches": 2, "batch_size": 32, "val_batches": 2, "threads": 1},
-        "stats": {"n_boot": 50},
-        "output": str(tmp / out),
-    }
-    d.update(extra)
-    p = tmp / f"{out}.yaml"
-    p.write_text(yaml.safe_dump(d))
-    return p
+    return tiny_bench_pipeline(tmp, out, cache, num_archs=extra.pop("num_archs", N_ARCHS), checkpoint_every=4, **extra)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
+from benchkit import tiny_bench_pipeline
 from scipy import stats as sps
 
 from recnas.bench import stats
@@ -34,22 +34,8 @@ TIMING = ["fit_seconds", "query_seconds"]
 
 
 def _pipeline(tmp: Path, out: str, cache: Path, **extra) -> Path:
-    d = {
-        "data": {"synth_rows": 700, "hash_size": 50, "cache": str(cache), "name": "tiny"},
-        "space": "tiny",
-        "num_archs": 6,
-        "sample_seed": 3,
-        "train": {"epochs": 1, "batch_size": 32, "seeds": [0, 1], "checkpoint_every": 0, "threads": 1},
-        "warmup": {"fractions": [0.0, 0.5], "batch_size": 32},
-        "scoring": {"batches": 2, "batch_size": 32, "val_batches": 2, "threads": 1},
-        "stats": {"n_boot": 20},
-        "estimators": [{"name": "params"}, {"name": "ridge"}],
-        "output": str(tmp / out),
-    }
-    d.update(extra)
-    p = tmp / f"{out}.yaml"
-    p.write_text(yaml.safe_dump(d))
-    return p
+    extra.setdefault("estimators", [{"name": "params"}, {"name": "ridge"}])
+    return tiny_bench_pipeline(tmp, out, cache, num_archs=extra.pop("num_archs", 6), n_boot=20, **extra)
 
 
 # -- synthetic truths --------------------------------------------------------------------------------
