@@ -1,0 +1,105 @@
+"""benchmarks/peers.py in a real subprocess: deepctr-torch models beside a recnas baseline on one tiny
+synthetic prepared folder (same rows on both sides), and the one-line error without deepctr-torch."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "benchmarks" / "peers.py"
+ENV = dict(os.environ, PYTHONWARNINGS="ignore")
+
+
+def _run(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=env or ENV)  # fmt: skip
+
+
+def _deepctr_missing() -> str | None:
+    for mod in ("deepctr_torch", "requests"):  # deepctr_torch imports requests without declaring it
+        if importlib.util.find_spec(mod) is None:
+            return f"{mod} is not installed (the optional peers extra: pip install -e '.[peers]'; CI installs only .[test])"
+    return None
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("peers")
+    r = _run("-m", "recnas", "data", "synth", "--format", "criteo", "--rows", "3000", "--out", "raw.txt",
+             "--seed", "3", "--quiet", cwd=d)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    r = _run("-m", "recnas", "data", "prepare", "--format", "criteo", "--input", "raw.txt", "--out", "prep",
+             "--hash-size", "1000", "--split", "0.8", "0.1", "0.1", "--quiet", cwd=d)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return d / "prep"
+
+
+@pytest.mark.skipif(_deepctr_missing() is not None, reason=_deepctr_missing() or "")
+def test_peers_same_rows_and_table(tiny, tmp_path):
+    out = tmp_path / "peers.csv"
+    r = _run(str(SCRIPT), str(tiny), "--models", "deepfm", "wdl", "--baselines", "dlrm", "--seeds", "0",
+             "--epochs", "1", "--batch-size", "256", "--threads", "1", "--out", str(out), cwd=REPO)  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    written = json.loads((tiny / "stats.json").read_text())["rows_written"]
+    m = written["train"] // 256 * 256
+    assert 0 < m < written["train"]  # the tiny split has a partial last batch, which both sides leave out
+    expected = (m, written["valid"], written["test"])
+    assert f"the first {m:,} of the split's {written['train']:,}" in r.stdout
+    assert "yields the same rows as deepctr-torch is given: train yes, valid yes, test yes" in r.stdout
+    rows_line = next(line for line in r.stdout.splitlines() if line.startswith("rows "))
+    side = "train {} valid {} test {}".format(*expected)
+    assert rows_line == f"rows  deepctr-torch: {side} | recnas: {side} | same rows: yes"
+
+    # the printed table: one row per model, with finite metrics
+    table = {line.split("  ")[0]: line for line in r.stdout.splitlines()
+             if line.startswith(("deepctr-torch ", "recnas "))}  # fmt: skip
+    assert set(table) == {"deepctr-torch DeepFM", "deepctr-torch WDL", "recnas DLRM"}
+    for line in table.values():
+        cells = line.split()
+        assert "-" not in cells[-4:] and all(0 < float(c) < 1 for c in cells[-4:-1])
+
+    runs = list(csv.DictReader(out.open()))
+    assert sorted((x["library"], x["name"]) for x in runs) == [
+        ("deepctr-torch", "deepfm"), ("deepctr-torch", "wdl"), ("recnas", "dlrm")]
+    for x in runs:
+        assert x["status"] == "ok" and x["seed"] == "0"
+        assert (int(x["train_rows"]), int(x["val_rows"]), int(x["test_rows"])) == expected
+        assert int(x["steps"]) == m // 256
+        assert 0 < float(x["test_logloss"]) < 1 and 0 < float(x["test_auc"]) < 1
+    summary = list(csv.DictReader(out.with_name("peers_summary.csv").open()))
+    assert {s["model"] for s in summary} == set(table) and all(s["seeds"] == "1" for s in summary)
+
+    # --from-csv: the runs split over two CSVs (as two processes would write them) merge to the same table
+    text = out.read_text().splitlines()
+    head, body = text[0], text[1:]
+    parts = [tmp_path / "a.csv", tmp_path / "b.csv"]
+    parts[0].write_text("\n".join([head, *(x for x in body if x.startswith("deepctr"))]) + "\n")
+    parts[1].write_text("\n".join([head, *(x for x in body if x.startswith("recnas"))]) + "\n")
+    r2 = _run(str(SCRIPT), str(tiny), "--from-csv", *map(str, parts), "--out", str(tmp_path / "merged.csv"), cwd=REPO)
+    assert r2.returncode == 0, r2.stdout + r2.stderr
+    table2 = [line for line in r2.stdout.splitlines() if line.startswith(("deepctr-torch ", "recnas "))]
+    assert table2 == [line for line in r.stdout.splitlines() if line.startswith(("deepctr-torch ", "recnas "))]
+    assert rows_line in r2.stdout.splitlines()
+    assert sorted(csv.DictReader((tmp_path / "merged.csv").open()), key=str) == sorted(runs, key=str)
+
+
+def test_without_deepctr_one_line_error(tiny, tmp_path):
+    # a deepctr_torch package that fails to import shadows any installed one
+    shim = tmp_path / "shim" / "deepctr_torch"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text("raise ImportError('deepctr_torch (test shim)', name='deepctr_torch')\n")
+    env = dict(ENV, PYTHONPATH=os.pathsep.join([str(shim.parent), ENV.get("PYTHONPATH", "")]))
+    r = _run(str(SCRIPT), str(tiny), "--models", "deepfm", "--baselines", "dlrm", "--seeds", "0", cwd=REPO, env=env)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "deepctr_torch is not installed" in lines[0] and "pip install -e '.[peers]'" in lines[0]
+    assert r.stdout == ""
