@@ -50,7 +50,7 @@ def main() -> int:
     bad = 0
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
-            ev = TrainEvaluator(recipe, seed, data_dir, fm, splits, Path(tmp), identity={})
+            ev = TrainEvaluator(recipe, seed, data_dir, fm, splits, Path(tmp), data_identity=cfg.data.identity())
             for i in args.archs:
                 m = ev.evaluate([specs[i]])[0]
                 row = table[(table["arch"] == i) & (table["seed"] == seed)].iloc[0]

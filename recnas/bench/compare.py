@@ -146,12 +146,9 @@ class _Cache:
 
     def _put(self, spec: ArchSpec, measure: str, ident: str, row: np.ndarray, seconds: float) -> None:
         v = [float(x) if np.isfinite(x) else None for x in np.asarray(row, dtype=np.float64).reshape(-1)]
-        self.store.append({
-            "type": "trial", "study": "bench scores", "index": None, "batch": None, "key": spec.key(),
-            "spec": spec.to_dict(), "measure": measure, "settings": ident, "seed": None,
-            "score": v[0] if len(v) == 1 else None, "values": {"v": v}, "seconds": float(seconds),
-            "train_runs": 0, "cached": False,
-        })
+        self.store.add_trial(key=spec.key(), spec=spec.to_dict(), measure=measure, settings=ident, seed=None,
+                             score=v[0] if len(v) == 1 else None, study="bench scores", values={"v": v},
+                             seconds=seconds)
 
     def close(self) -> None:
         self.store.close()

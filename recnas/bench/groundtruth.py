@@ -125,21 +125,17 @@ def measurement_settings(cfg: BenchConfig) -> str:
     """The store's settings key of this benchmark's training runs: the recipe, the data and the
     ops' version (the seed is the record's own key), as the search's oracle and retraining make it."""
     from recnas.identity import digest
-    from recnas.models.ops import OPS_VERSION
-    from recnas.train.scratch import recipe_identity
+    from recnas.train.scratch import trained_identity
 
-    return digest({"recipe": recipe_identity(cfg.train), "ops_version": OPS_VERSION, "data": cfg.data.identity()})
+    return digest(trained_identity(cfg.train, cfg.data.identity()))
 
 
 def _record(store: Any, cfg: BenchConfig, settings: str, row: dict[str, Any]) -> dict[str, Any]:
     metrics = {k: row[k] for k in COLUMNS if k not in ("arch", "key", "spec", "seed")}
-    ll = float(metrics["test_logloss"])
-    return store.append({
-        "type": "trial", "study": "bench", "index": int(row["arch"]), "batch": None, "key": row["key"],
-        "spec": json.loads(row["spec"]), "measure": "trained", "settings": settings, "seed": int(row["seed"]),
-        "score": -ll if math.isfinite(ll) else None, "values": metrics, "seconds": float(metrics["train_seconds"]),
-        "train_runs": 1, "cached": False,
-    })
+    return store.add_trial(key=row["key"], spec=json.loads(row["spec"]), measure="trained", settings=settings,
+                           seed=int(row["seed"]), score=-float(metrics["test_logloss"]), study="bench",
+                           index=int(row["arch"]), values=metrics, seconds=float(metrics["train_seconds"]),
+                           train_runs=1)
 
 
 def _table(store: Any) -> pd.DataFrame:
@@ -387,8 +383,7 @@ def build(cfg: BenchConfig, source: str = "pipeline", progress: bool = True) -> 
         row.update(result)
         row["finished_at"] = time.time()
         _record(store, cfg, settings, row)  # durable first: the table is its view
-        df = pd.concat([df, pd.DataFrame([row])], ignore_index=True) if len(df) else pd.DataFrame([row])
-        df = df.sort_values(["arch", "seed"], kind="stable", ignore_index=True)
+        df = _table(store)
         _write_table(out, df)
         fault_point("bench.row")  # the row is durable; a kill here leaves only the run folder behind
         shutil.rmtree(run_dir(i, spec, seed), ignore_errors=True)

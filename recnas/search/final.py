@@ -97,13 +97,8 @@ def train_final(cfg: FinalConfig, run_dir: Path, exported: list[Path], data_dir:
             "flops_per_example": (r.model or {}).get("flops_per_example"),
         })
         if r.status in ("completed", "early_stopped"):
-            ll = rows[-1]["val_logloss"]
-            store.append({
-                "type": "trial", "study": "final", "index": None, "batch": None, "key": key, "spec": spec_d,
-                "measure": "production", "settings": settings, "seed": cfg.seed,
-                "score": -ll if ll == ll else None, "values": rows[-1], "seconds": 0.0, "train_runs": 1,
-                "cached": False,
-            })
+            store.add_trial(key=key, spec=spec_d, measure="production", settings=settings, seed=cfg.seed,
+                            score=-rows[-1]["val_logloss"], study="final", values=rows[-1], train_runs=1)
         fault_point("final.model")
     if env.is_main and rows:
         with open(run_dir / FINAL_FILE, "w", newline="") as fh:

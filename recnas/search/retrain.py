@@ -37,7 +37,6 @@ def retrain_top(cfg: PipelineConfig, run_dir: Path, data_dir: Path, fm: Any, tri
     if rt.top == 0 or not trials:
         return []
     from recnas.data.loader import load_prepared
-    from recnas.models.ops import OPS_VERSION
     from recnas.search.runner import top_trials
     from recnas.space import ArchSpec
     from recnas.study import TrialStore
@@ -46,7 +45,7 @@ def retrain_top(cfg: PipelineConfig, run_dir: Path, data_dir: Path, fm: Any, tri
     store = store if store is not None else TrialStore.memory()
     _, splits = load_prepared(data_dir)
     ev = TrainEvaluator(rt, rt.seed, data_dir, fm, splits, run_dir / "retrain",
-                        identity={"ops_version": OPS_VERSION, "data": cfg.data.identity()}, env=env)
+                        data_identity=cfg.data.identity(), env=env)
     out: list[dict[str, Any]] = []
     for rank, t in enumerate(top_trials(trials, rt.top), start=1):
         spec = ArchSpec.from_dict(t["spec"])
@@ -56,12 +55,9 @@ def retrain_top(cfg: PipelineConfig, run_dir: Path, data_dir: Path, fm: Any, tri
                 print(f"recnas search: retraining #{rank} ({t['key']}, score {t['score']:.4g}) from scratch",
                       file=sys.stderr)
             m = ev.evaluate([spec])[0]
-            rec = store.append({
-                "type": "trial", "study": "retrain", "index": None, "batch": None, "key": t["key"],
-                "spec": t["spec"], "measure": ev.measure, "settings": ev.settings, "seed": rt.seed,
-                "score": m.score, "values": m.values, "seconds": m.seconds, "train_runs": m.train_runs,
-                "cached": False,
-            })
+            rec = store.add_trial(key=t["key"], spec=t["spec"], measure=ev.measure, settings=ev.settings, seed=rt.seed,
+                                  score=m.score, study="retrain", values=m.values, seconds=m.seconds,
+                                  train_runs=m.train_runs)
         v = rec["values"]
         out.append({
             "rank": rank, "index": t["index"], "key": t["key"], "score": t["score"],

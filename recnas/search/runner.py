@@ -408,9 +408,10 @@ def run_search(cfg: PipelineConfig, *, resume: bool = False, progress: bool = Tr
     if oracle and env.world_size > 1:
         raise ValueError("search.evaluator: oracle trains one architecture per query in one process; "
                          "run it without torchrun (or score with an estimator)")
+
     def make_oracle() -> Evaluator:  # the train-from-scratch evaluator (built when first needed)
         return TrainEvaluator(cfg.oracle, cfg.oracle.seed, data_dir, fm, splits, run_dir / "oracle",
-                              identity={k: header[k] for k in ("ops_version", "data")}, env=env)
+                              data_identity=header["data"], env=env)
 
     the_oracle = make_oracle() if oracle else None
     measure = "trained" if oracle else cfg.estimator.name

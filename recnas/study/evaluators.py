@@ -117,27 +117,28 @@ class TrainEvaluator(Evaluator):
         seed: the training seed.
         data_dir, feature_map, splits: the prepared data (``recnas.data.loader.load_prepared``).
         run_root: where the runs' folders go.
-        identity: what decides the result besides the recipe and the seed (the data, the ops'
-            version); the seed is a key of its own in the store.
+        data_identity: the data's identity (``DataConfig.identity()``); with the recipe and the ops'
+            version it is the measurement's identity (:func:`recnas.train.scratch.trained_identity`);
+            the seed is a key of its own in the store.
         env: the process's ``init_distributed()`` environment (one process: every run is local).
     """
 
     measure = "trained"
 
     def __init__(self, recipe: Any, seed: int, data_dir: Any, feature_map: Any, splits: dict[str, Any],
-                 run_root: Any, identity: dict[str, Any], env: Any = None) -> None:
-        from recnas.train.scratch import recipe_identity
+                 run_root: Any, data_identity: Any, env: Any = None) -> None:
+        from pathlib import Path
+
+        from recnas.train.scratch import trained_identity
 
         if not recipe.validate:
             raise ValueError("oracle: the train-from-scratch oracle scores the validation split; set validate: true")
         super().__init__()
         self.recipe, self.seed = recipe, seed
         self.data_dir, self.feature_map, self.splits = data_dir, feature_map, splits
-        from pathlib import Path
-
         self.run_root = Path(run_root)
         self.env = env
-        self._identity = {"recipe": recipe_identity(recipe), **identity}  # the seed is the record's own key
+        self._identity = trained_identity(recipe, data_identity)
 
     def identity(self) -> dict[str, Any]:
         return self._identity

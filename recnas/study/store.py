@@ -47,6 +47,7 @@ Example::
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import sys
@@ -66,9 +67,6 @@ class StoreError(ValueError):
     """A store that cannot be used: corrupt, of another schema, or written by another configuration."""
 
 
-_canon = canon
-
-
 def check_identity(stored: Any, current: Any, where: str, hint: str = "use a new output folder, or the same "
                    "configuration to resume") -> None:
     """:func:`recnas.identity.check_identity` with the store's wording; raises :class:`StoreError`."""
@@ -79,13 +77,13 @@ class TrialStore:
     """An open store file. Use :meth:`open`; the records read so far are :attr:`records`."""
 
     def __init__(self, path: Path | None, config: dict[str, Any], records: list[dict[str, Any]],
-                 offset: int = 0) -> None:
+                 offset: int = 0, *, writable: bool = True) -> None:
         self.path = path
         self.config = config
         self.records: list[dict[str, Any]] = []
         self._offset = offset
         self._index: dict[tuple[str, str, str, Any], dict[str, Any]] = {}
-        self._fh = open(path, "a", encoding="utf-8") if path is not None else None
+        self._fh = open(path, "a", encoding="utf-8") if path is not None and writable else None
         for r in records:
             self._add(r)
 
@@ -93,14 +91,14 @@ class TrialStore:
     @classmethod
     def memory(cls, config: dict[str, Any] | None = None) -> TrialStore:
         """A store that lives in memory only (e.g. on the ranks > 0 of a distributed search)."""
-        return cls(None, _canon(config or {}), [])
+        return cls(None, canon(config or {}), [])
 
     @classmethod
     def open(cls, path: str | os.PathLike, config: dict[str, Any], *, create: bool = True) -> TrialStore:
         """Opens ``path`` for appending: creates it with a header holding ``config``, or reads it
         back after checking that its header's config equals ``config`` (:func:`check_identity`)."""
         p = Path(path)
-        config = _canon(config)
+        config = canon(config)
         if not p.exists() or p.stat().st_size == 0:
             if not create:
                 raise FileNotFoundError(f"no trial store at {p}")
@@ -126,11 +124,7 @@ class TrialStore:
         records, offset = cls._read(p, repair=False)
         header = records.pop(0)
         cls._check_header(p, header)
-        st = cls.__new__(cls)
-        st.path, st.config, st.records, st._offset, st._index, st._fh = p, header.get("config", {}), [], offset, {}, None
-        for r in records:
-            st._add(r)
-        return st
+        return cls(p, header.get("config", {}), records, offset, writable=False)
 
     @staticmethod
     def _check_header(p: Path, header: dict[str, Any]) -> None:
@@ -199,7 +193,7 @@ class TrialStore:
         """Writes one record and makes it durable before returning it."""
         if record.get("type") not in RECORD_TYPES:
             raise ValueError(f"trial store: record type must be one of {RECORD_TYPES}, got {record.get('type')!r}")
-        rec = _canon(record)
+        rec = canon(record)
         if self._fh is not None:
             line = json.dumps(rec, sort_keys=True) + "\n"
             self._fh.write(line)
@@ -208,6 +202,20 @@ class TrialStore:
             self._offset += len(line.encode())
         self._add(rec)
         return rec
+
+    def add_trial(self, *, key: str, spec: dict[str, Any], measure: str, settings: str, seed: Any, score: float | None,
+                  study: str | None, index: int | None = None, batch: int | None = None,
+                  values: dict[str, Any] | None = None, seconds: float = 0.0, train_runs: int = 0,
+                  cached: bool = False) -> dict[str, Any]:
+        """Appends one finished measurement (a ``trial`` record; a non-finite ``score`` is stored as
+        ``null``) and returns it: the one place the record's fields are spelled."""
+        s = None if score is None else float(score)
+        return self.append({
+            "type": "trial", "study": study, "index": index, "batch": batch, "key": key, "spec": spec,
+            "measure": measure, "settings": settings, "seed": seed,
+            "score": s if s is not None and math.isfinite(s) else None, "values": values or {},
+            "seconds": float(seconds), "train_runs": int(train_runs), "cached": bool(cached),
+        })
 
     def close(self) -> None:
         if self._fh is not None:
@@ -237,7 +245,7 @@ def convert_v1(path: str | os.PathLike, config: dict[str, Any], measure: str, se
     header = records.pop(0)
     if header.get("type") != "header" or header.get("version") != 1:
         raise StoreError(f"{p}: not a schema-1 search journal")
-    out = [json.dumps({"type": "header", "schema": SCHEMA, "config": _canon(config),
+    out = [json.dumps({"type": "header", "schema": SCHEMA, "config": canon(config),
                        "converted_from": "schema 1"}, sort_keys=True)]
     for r in records:
         if r.get("type") != "trial":

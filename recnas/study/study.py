@@ -160,13 +160,10 @@ class Study:
                 out.append({**rec, "cached": True})
                 continue
             m = ev.evaluate([spec])[0]
-            s = float(m.score)
-            rec = self.store.append({
-                "type": "trial", "study": f"{self.name}:{name}", "index": None, "batch": None, "key": spec.key(),
-                "spec": spec.to_dict(), "measure": ev.measure, "settings": ev.settings, "seed": seed,
-                "score": s if math.isfinite(s) else None, "values": m.values, "seconds": float(m.seconds),
-                "train_runs": int(m.train_runs), "cached": False,
-            })
+            rec = self.store.add_trial(
+                key=spec.key(), spec=spec.to_dict(), measure=ev.measure, settings=ev.settings, seed=seed,
+                score=m.score, study=f"{self.name}:{name}", values=m.values, seconds=m.seconds,
+                train_runs=m.train_runs)
             fault_point("study.query")
             out.append(rec)
         return out
@@ -195,11 +192,7 @@ class Study:
     def tell_record(self, trial: Trial, score: float, *, seconds: float = 0.0, cached: bool = False,
                     values: dict[str, Any] | None = None, train_runs: int = 0) -> dict[str, Any]:
         """Records the measurement of a pending proposal."""
-        s = float(score)
-        return self.store.append({
-            "type": "trial", "study": self.name, "index": trial.index, "batch": trial.batch,
-            "key": trial.spec.key(), "spec": trial.spec.to_dict(), "measure": self.measure,
-            "settings": self.settings, "seed": self.seed, "score": s if math.isfinite(s) else None,
-            "values": values or {}, "seconds": float(seconds), "train_runs": int(train_runs),
-            "cached": bool(cached),
-        })
+        return self.store.add_trial(
+            key=trial.spec.key(), spec=trial.spec.to_dict(), measure=self.measure, settings=self.settings,
+            seed=self.seed, score=score, study=self.name, index=trial.index, batch=trial.batch, values=values,
+            seconds=seconds, train_runs=train_runs, cached=cached)

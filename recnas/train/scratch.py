@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from recnas.train.trainer import DENSE_LR, TABLE_LR
 
-__all__ = ["TrainRecipe", "train_spec", "train_from_scratch", "recipe_identity", "metrics"]
+__all__ = ["TrainRecipe", "train_spec", "train_from_scratch", "recipe_identity", "trained_identity", "metrics"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,15 @@ RECIPE_FREE = ("checkpoint_every", "validate")
 def recipe_identity(recipe: Any) -> dict[str, Any]:
     """The fields of a recipe (or of any object with the same attributes) that decide the result."""
     return {k: getattr(recipe, k) for k in RECIPE_FIELDS if k not in RECIPE_FREE}
+
+
+def trained_identity(recipe: Any, data_identity: Any) -> dict[str, Any]:
+    """What decides a ``trained`` measurement besides its seed (a key of its own in the store): the
+    recipe, the data and the ops' version. The bench build, the search's oracle and its retraining
+    all key their runs by it, so one can reuse another's."""
+    from recnas.models.ops import OPS_VERSION
+
+    return {"recipe": recipe_identity(recipe), "ops_version": OPS_VERSION, "data": data_identity}
 
 
 def train_spec(spec: Any, seed: int, recipe: Any, data_dir: Path, feature_map: Any, splits: dict[str, Path],
