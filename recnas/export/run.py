@@ -51,7 +51,7 @@ def read_trials(run_dir: Path, study: str = "search") -> list[dict[str, Any]]:
     lines = p.read_bytes().split(b"\n")
     tail = lines.pop()
     if tail:
-        print(f"recnas export: {p}: ignoring an incomplete last record ({len(tail)} bytes)", file=sys.stderr)
+        print(f"recnas: {p}: ignoring an incomplete last record ({len(tail)} bytes)", file=sys.stderr)
     trials = []
     for i, line in enumerate(lines, start=1):
         try:

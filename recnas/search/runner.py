@@ -114,17 +114,14 @@ def top_trials(trials: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
 
 def read_journal(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """The measured candidates of ``RUN_DIR/journal.jsonl`` (the search's view of its trial store),
-    in index order (read-only; ignores a partial last line)."""
-    p = Path(run_dir) / JOURNAL_FILE
-    if not p.exists():
-        raise FileNotFoundError(f"no search journal at {p}")
-    done: dict[int, dict[str, Any]] = {}
-    lines = p.read_bytes().split(b"\n")
-    lines.pop()  # "" after the last newline, or a record cut short by a kill
-    for r in map(json.loads, lines):
-        if r.get("type") == "trial" and r.get("study", "search") == "search" and r.get("index") is not None:
-            done.setdefault(r["index"], r)
-    return [done[i] for i in sorted(done)]
+    in index order, read-only: :func:`recnas.export.run.read_trials` (which checks every line and
+    skips a partial last one), the first record of each index."""
+    from recnas.export.run import read_trials
+
+    first: dict[int, dict[str, Any]] = {}
+    for r in read_trials(Path(run_dir)):
+        first.setdefault(r["index"], r)
+    return [first[i] for i in sorted(first)]
 
 
 # -- stages ---------------------------------------------------------------------------------------
