@@ -14,7 +14,9 @@ Example (a shell)::
 Points in the code: ``search.trial`` (a search record appended), ``warmup.checkpoint`` (a warm-up
 checkpoint saved), ``train.checkpoint`` (a training checkpoint saved), ``bench.row`` (a ground-truth
 row saved), ``oracle.run`` (a train-from-scratch run finished), ``study.query`` (a strategy's query of
-another evaluator recorded), ``final.model`` (a model of the final training finished).
+another evaluator recorded), ``final.model`` (a model of the final training finished), ``prepare.chunk`` (a chunk of rows written
+to ``recnas data prepare``'s staging folder), ``prepare.publish`` (one item of a prepared dataset
+moved from the staging folder into the output folder).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import gzip
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -204,7 +205,7 @@ def read_first_line(path: Path) -> str:
     try:
         with open_binary(path) as f:
             line = f.readline(1 << 20)
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:
         raise BadInputError(f"{path}: cannot read: {e}") from None
     return line.decode("utf-8", errors="replace").rstrip("\r\n")
 

@@ -5,17 +5,28 @@ distinct values of the training split)::
 
     raw file --(32 MB chunks, pyarrow.csv, all columns as strings)--> decode (vectorised checks)
       --> split by a seeded hash of the row index --> dense transform
-      --> hash mode:  hash ids                         --> DIR/{train,valid,test}/part-*.parquet
-      --> vocab mode: raw codes to DIR/.prepare-tmp/ and count train values;
-                      then fit vocabularies, re-read the codes, map to ids --> DIR/{split}/part-*.parquet
+      --> hash mode:  hash ids                         --> STAGE/{train,valid,test}/part-*.parquet
+      --> vocab mode: raw codes to STAGE/.prepare-tmp/ and count train values;
+                      then fit vocabularies, re-read the codes, map to ids --> STAGE/{split}/part-*.parquet
+      --> STAGE/feature_map.json, STAGE/stats.json --> published into DIR (feature_map.json last)
 
 Every data line is either written to exactly one split or counted as skipped under one reason, so
 ``rows_read == sum(rows_written) + rows_skipped_total`` always holds (checked before finishing).
+A row's split is a seeded hash of its data-line number (bad lines counted too), so it does not
+depend on whether other rows were good.
+
+The dataset is written into the staging folder ``STAGE = DIR/.prepare-partial`` and moved into
+``DIR`` only when complete, ``feature_map.json`` (which marks a prepared dataset) last. A kill, a
+bad row, a corrupt input or a full disk before that leaves ``DIR``'s previous dataset (if any)
+untouched; a failed run removes its staging folder (and ``DIR`` if the run created it); a rerun
+replaces a killed run's leftovers without ``--overwrite``. Fault points: ``prepare.chunk`` (a chunk
+written to the staging folder), ``prepare.publish`` (one item moved into ``DIR``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -38,9 +49,10 @@ from recnas.data.encode import (
     transform_dense,
     unit_uniform,
 )
-from recnas.data.feature_map import DENSE_TRANSFORMS, DenseFeature, FeatureMap, SparseFeature
+from recnas.data.feature_map import DENSE_TRANSFORMS, FEATURE_MAP_FILE, DenseFeature, FeatureMap, SparseFeature
 from recnas.data.formats import BadInputError, Layout, check_format, detect_layout, output_features
 from recnas.data.reader import CHUNK_BYTES, REASONS, Decoded, read_decoded
+from recnas.faults import fault_point
 
 __all__ = ["prepare", "PrepareOptions", "SPLITS", "STATS_FILE", "VOCAB_FILE"]
 
@@ -48,7 +60,8 @@ SPLITS = ("train", "valid", "test")
 PREDICT = "predict"  # rows of unlabelled inputs (Criteo test.txt, Avazu test.csv)
 STATS_FILE = "stats.json"
 VOCAB_FILE = "vocab.npz"
-TMP_DIR = ".prepare-tmp"
+TMP_DIR = ".prepare-tmp"  # vocabulary mode: raw codes before the vocabularies are fitted (in STAGE_DIR)
+STAGE_DIR = ".prepare-partial"  # the dataset being written; published into the output folder on success
 DEFAULT_MIN_COUNT = 10
 MAX_EXAMPLES = 5
 
@@ -173,22 +186,54 @@ def _schema(dense: Sequence[str], sparse: Sequence[str], codes: bool) -> pa.Sche
     return pa.schema(fields)
 
 
-def _prepare_out_dir(out: Path, overwrite: bool) -> None:
-    existing = [p for p in (*SPLITS, PREDICT, "feature_map.json", STATS_FILE, VOCAB_FILE) if (out / p).exists()]
-    if existing and not overwrite:
+def _start_out_dir(out: Path, overwrite: bool) -> tuple[Path, bool]:
+    """Checks ``out`` and makes an empty staging folder in it; returns ``(staging, out was created)``.
+
+    Nothing of ``out`` is changed here: a prepared dataset in it stays usable until the new one is
+    complete and published (:func:`_publish`). A folder holding a complete dataset (one with
+    ``feature_map.json``, which is published last) is refused unless ``overwrite``; the leftovers of
+    an interrupted run (splits without ``feature_map.json``) are replaced."""
+    if (out / FEATURE_MAP_FILE).exists() and not overwrite:
+        existing = [p for p in (*SPLITS, PREDICT, FEATURE_MAP_FILE, STATS_FILE, VOCAB_FILE) if (out / p).exists()]
         raise ValueError(f"{out} already holds a prepared dataset ({', '.join(existing)}); pass --overwrite")
-    for p in (*SPLITS, PREDICT, TMP_DIR):
-        if (out / p).exists():
-            shutil.rmtree(out / p)
-    for p in ("feature_map.json", STATS_FILE, VOCAB_FILE):
-        if (out / p).exists():
-            (out / p).unlink()
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    stage = out / STAGE_DIR
+    if stage.exists():
+        shutil.rmtree(stage)  # an interrupted run's partial output
+    stage.mkdir()
+    return stage, created
 
 
-def _assign_splits(n: int, start: int, opts: PrepareOptions, held_out_day: bool) -> np.ndarray:
-    """``(n,)`` int8 split index per row (0 train, 1 valid, 2 test) for rows ``start..start+n``."""
-    u = unit_uniform(np.arange(start, start + n, dtype=np.int64), opts.seed)
+def _publish(stage: Path, out: Path) -> None:
+    """Moves the complete dataset from ``stage`` into ``out``, ``feature_map.json`` last.
+
+    ``out`` holds no ``feature_map.json`` from the first change to the last, so a kill in between
+    leaves a folder that loaders refuse and that a rerun replaces without ``--overwrite``."""
+    (out / FEATURE_MAP_FILE).unlink(missing_ok=True)
+    for name in (*SPLITS, PREDICT, VOCAB_FILE, STATS_FILE, TMP_DIR):
+        old = out / name
+        if old.is_dir():
+            shutil.rmtree(old)
+        elif old.exists():
+            old.unlink()
+    for name in (*SPLITS, PREDICT, VOCAB_FILE, STATS_FILE):
+        if (stage / name).exists():
+            os.replace(stage / name, out / name)
+            fault_point("prepare.publish")
+    os.replace(stage / FEATURE_MAP_FILE, out / FEATURE_MAP_FILE)
+    shutil.rmtree(stage)
+
+
+def _assign_splits(rows: np.ndarray, opts: PrepareOptions, held_out_day: bool) -> np.ndarray:
+    """``(n,)`` int8 split index (0 train, 1 valid, 2 test) of the data lines numbered ``rows``.
+
+    ``rows`` counts every data line read, good or bad, so a good row's split never depends on
+    whether the rows before it were good."""
+    n = len(rows)
+    u = unit_uniform(np.asarray(rows, dtype=np.int64), opts.seed)
     train, valid, _ = opts.split
     if opts.split_by == "day":
         if not held_out_day:
@@ -281,32 +326,37 @@ def prepare(
         )
 
     out = Path(out_dir)
-    _prepare_out_dir(out, overwrite)
+    stage, created = _start_out_dir(out, overwrite)
     dense_names, sparse_names = output_features(fmt)
     try:
-        stats = _run(opts, paths, layouts, labelled, out, dense_names, sparse_names, like_vocab, progress)
+        stats = _run(opts, paths, layouts, labelled, stage, dense_names, sparse_names, like_vocab, progress)
+        num_emb = stats.pop("_num_embeddings")
+        if like_fm is not None:
+            num_emb = like_fm.num_embeddings
+        fm = FeatureMap(
+            dataset=fmt,
+            dense=tuple(DenseFeature(n, transform=opts.dense_transform) for n in dense_names),
+            sparse=tuple(SparseFeature(n, num_embeddings=num_emb[n], encoding=opts.encoding) for n in sparse_names),
+            meta=_meta(opts, paths, layouts, fmt, encode_like),
+        )
+        fm.save(stage)
+        stats["files_skipped"] = files_skipped
+        stats["num_embeddings"] = num_emb
+        stats["seconds"] = round(time.perf_counter() - t0, 3)
+        stats["rows_per_s"] = round(stats["rows_read"] / max(stats["seconds"], 1e-9), 1)
+        written = sum(stats["rows_written"].values())
+        if written + stats["rows_skipped_total"] != stats["rows_read"]:  # an internal invariant
+            raise RuntimeError(f"row accounting mismatch: {stats}")
+        (stage / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")
     except BaseException:
-        for p in (*SPLITS, PREDICT, TMP_DIR):
-            shutil.rmtree(out / p, ignore_errors=True)
+        shutil.rmtree(stage, ignore_errors=True)
+        if created:
+            try:
+                out.rmdir()  # no empty output folder left behind
+            except OSError:
+                pass
         raise
-    num_emb = stats.pop("_num_embeddings")
-    if like_fm is not None:
-        num_emb = like_fm.num_embeddings
-    fm = FeatureMap(
-        dataset=fmt,
-        dense=tuple(DenseFeature(n, transform=opts.dense_transform) for n in dense_names),
-        sparse=tuple(SparseFeature(n, num_embeddings=num_emb[n], encoding=opts.encoding) for n in sparse_names),
-        meta=_meta(opts, paths, layouts, fmt, encode_like),
-    )
-    fm.save(out)
-    stats["files_skipped"] = files_skipped
-    stats["num_embeddings"] = num_emb
-    stats["seconds"] = round(time.perf_counter() - t0, 3)
-    stats["rows_per_s"] = round(stats["rows_read"] / max(stats["seconds"], 1e-9), 1)
-    written = sum(stats["rows_written"].values())
-    if written + stats["rows_skipped_total"] != stats["rows_read"]:  # an internal invariant
-        raise RuntimeError(f"row accounting mismatch: {stats}")
-    (out / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")
+    _publish(stage, out)
     if stats["rows_skipped_total"]:
         by = ", ".join(f"{k}: {v}" for k, v in stats["rows_skipped"].items() if v)
         print(
@@ -411,10 +461,10 @@ def _run(opts, paths, layouts, labelled, out, dense_names, sparse_names, like_vo
                 good = d.bad == 0
                 n = good.size
                 if lay.labelled:
-                    split_idx = _assign_splits(n, ordinal, opts, held_out_day=(i == held_out))
+                    split_idx = _assign_splits(ordinal + d.positions, opts, held_out_day=(i == held_out))
                 else:
                     split_idx = np.full(n, 3, dtype=np.int8)
-                ordinal += n
+                ordinal += d.rows_read
                 dense = {name: transform_dense(d.dense[j], opts.dense_transform) for j, name in enumerate(dense_names)}
                 for k, name in enumerate((*SPLITS, PREDICT)):
                     sel = np.flatnonzero(good & (split_idx == k))
@@ -435,6 +485,7 @@ def _run(opts, paths, layouts, labelled, out, dense_names, sparse_names, like_vo
                             cols[name_s] = hash_ids(codes, name_s, opts.hash_size)
                     writer(name).write(cols)
                 bar.update(d.rows_read)
+                fault_point("prepare.chunk")
             stats["inputs"].append(file_stats)
     for w in writers.values():
         w.close()
@@ -473,8 +524,8 @@ def _account(d: Decoded, opts: PrepareOptions, stats: dict, file_stats: dict) ->
     for reason, c in d.bad_counts.items():
         stats["rows_skipped"][reason] += c
         file_stats["rows_skipped"] += c
-    if d.first_bad is not None and len(stats["skipped_examples"]) < MAX_EXAMPLES:
-        stats["skipped_examples"].append(d.first_bad.message())
+    room = MAX_EXAMPLES - len(stats["skipped_examples"])
+    stats["skipped_examples"].extend(b.message() for b in d.examples[: max(room, 0)])
 
 
 def _encode_codes(tmp: Path, out: Path, writers, vocabs, schema, opts, progress) -> None:

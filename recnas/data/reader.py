@@ -19,6 +19,8 @@ Example::
 from __future__ import annotations
 
 import concurrent.futures
+import gzip
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +44,8 @@ REASON_TEXT = {
     "bad_hour": "hour is not YYMMDDHH",
 }
 CHUNK_BYTES = 32 << 20
+EXAMPLES = 5  # bad rows kept per chunk for messages and stats.json's skipped_examples
+READ_BLOCK = 1 << 20  # bytes per read of a raw file (a read error is placed to within one)
 _INT_RE = r"^[+-]?[0-9]{1,18}$"
 
 
@@ -73,6 +77,11 @@ class Decoded:
         dropped: lines the CSV parser rejected (wrong field count), already absent from the arrays.
         first_bad: the first bad row of the chunk (in file order), if any.
         rows_read: data lines in the chunk, good and bad: ``n + dropped``.
+        bad_counts: bad rows of the chunk by reason (the dropped lines included).
+        examples: the first ``EXAMPLES`` bad rows of the chunk, in file order.
+        positions: ``(n,)`` int64, the index of row ``i`` among the chunk's ``rows_read`` data
+            lines (``i`` plus the dropped lines before it), so that a row's place in the file does
+            not depend on whether the lines before it could be parsed.
     """
 
     label: np.ndarray
@@ -83,29 +92,78 @@ class Decoded:
     first_bad: BadRow | None
     rows_read: int
     bad_counts: dict[str, int] = field(default_factory=dict)
+    examples: list[BadRow] = field(default_factory=list)
+    positions: np.ndarray | None = None
 
 
 def _chunks(path: Path, size: int, skip_header: bool) -> Iterator[tuple[int, bytes]]:
-    """Yields ``(first physical line number, bytes)`` pieces of ``path`` cut after a newline."""
+    """Yields ``(first physical line number, bytes)`` pieces of ``path`` cut after a newline.
+
+    The file is read in blocks of at most 1 MiB, so that a read error is placed to within a block.
+
+    Raises:
+        BadInputError: a truncated or corrupt ``.gz`` file (or an unreadable one), naming the file,
+            the last complete line read and the compressed byte offset where reading stopped.
+    """
     line = 1
     with open_binary(path) as f:
-        rest = b""
+        done = 0  # complete lines read so far, header included
+
+        def read(n: int) -> bytes:
+            try:
+                return f.read(n)
+            except (EOFError, OSError, zlib.error) as e:
+                raise _read_error(path, f, done, e) from None
+
         if skip_header:
-            f.readline(1 << 20)
+            try:
+                f.readline(1 << 20)
+            except (EOFError, OSError, zlib.error) as e:
+                raise _read_error(path, f, 0, e) from None
+            done = 1
             line = 2
+        rest = b""
+        parts: list[bytes] = []
+        have = 0
         while True:
-            buf = f.read(size)
+            buf = read(min(size, READ_BLOCK))
+            if buf:
+                parts.append(buf)
+                have += len(buf)
+                done += buf.count(b"\n")
+                if have < size:
+                    continue
+            data = rest + b"".join(parts)
+            parts, have = [], 0
+            cut = data.rfind(b"\n")
+            if cut >= 0:
+                piece, rest = data[: cut + 1], data[cut + 1 :]
+                yield line, piece
+                line += piece.count(b"\n")
+            else:
+                rest = data
             if not buf:
                 if rest.strip():
-                    yield line, rest if rest.endswith(b"\n") else rest + b"\n"
+                    yield line, rest + b"\n"
                 return
-            cut = buf.rfind(b"\n")
-            if cut < 0:
-                rest += buf
-                continue
-            piece, rest = rest + buf[: cut + 1], buf[cut + 1 :]
-            yield line, piece
-            line += piece.count(b"\n")
+
+
+def _read_error(path: Path, f, lines_done: int, e: BaseException) -> BadInputError:
+    """One line for a file that cannot be read to its end: which file, how far, and why."""
+    raw = getattr(f, "fileobj", None)  # a gzip.GzipFile's compressed stream
+    where = f"after line {lines_done:,}"
+    if raw is not None:
+        try:
+            where += f", at compressed byte {raw.tell():,} of {path.stat().st_size:,}"
+        except (OSError, ValueError):
+            pass
+    if isinstance(e, EOFError):
+        what = "truncated gzip file (it ends before the end-of-stream marker; an incomplete download?)"
+    elif isinstance(e, (gzip.BadGzipFile, zlib.error)):
+        what = f"corrupt gzip data ({e})"
+    else:
+        what = f"cannot read ({e})"
+    return BadInputError(f"{path}: {what} {where}")
 
 
 def _parse(piece: bytes, layout: Layout, typed: bool = True) -> tuple[pa.Table, list[str]]:
@@ -274,8 +332,8 @@ def _weekday(yy: np.ndarray, mm: np.ndarray, dd: np.ndarray) -> np.ndarray:
 def decode(table: pa.Table, layout: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list]:
     """Decodes one parsed chunk. Returns ``label, dense, codes, bad, first_bad_per_column``.
 
-    ``first_bad_per_column`` lists ``(row, reason, column, raw value)`` of the first bad row of
-    every column that has one (used for error messages).
+    ``first_bad_per_column`` lists ``(row, reason, column, raw value)`` of the first
+    ``EXAMPLES`` bad rows of every column that has any (used for error messages and examples).
     """
     n = table.num_rows
     bad = np.zeros(n, dtype=np.int8)
@@ -286,8 +344,8 @@ def decode(table: pa.Table, layout: Layout) -> tuple[np.ndarray, np.ndarray, np.
             return
         rows = np.flatnonzero(mask & (bad == 0))
         bad[rows] = 1 + REASONS.index(reason)
-        i = int(np.flatnonzero(mask)[0])
-        firsts.append((i, reason, column, str(arr[i].as_py())))
+        for i in np.flatnonzero(mask)[:EXAMPLES].tolist():
+            firsts.append((i, reason, column, str(arr[i].as_py())))
 
     # Lines the parser accepted as empty (every field null) have the wrong number of fields.
     first = _string_array(table.column(0))
@@ -297,7 +355,7 @@ def decode(table: pa.Table, layout: Layout) -> tuple[np.ndarray, np.ndarray, np.
             cand &= _nulls(_string_array(table.column(c)))
         if cand.any():
             bad[cand] = 1 + REASONS.index("field_count")
-            firsts.append((int(np.flatnonzero(cand)[0]), "field_count", "", "an empty line"))
+            firsts.extend((i, "field_count", "", "an empty line") for i in np.flatnonzero(cand)[:EXAMPLES].tolist())
 
     if layout.label is not None:
         arr = _string_array(table.column(layout.label))
@@ -362,11 +420,11 @@ def read_decoded(
         dropped = _line_offsets_of_texts(piece, rejected) if rejected else []
         candidates = []
         delim = layout.delimiter.encode()
-        if dropped:
-            got = _nth_line(piece, dropped[0]).count(delim) + 1
+        for off in dropped[:EXAMPLES]:
+            got = _nth_line(piece, off).count(delim) + 1
             detail = f"expected {layout.describe()}, got {got}"
-            candidates.append(BadRow(str(path), first_line + dropped[0], "field_count", detail))
-        elif rejected:  # not located in the chunk (should not happen): name the chunk start
+            candidates.append(BadRow(str(path), first_line + off, "field_count", detail))
+        if rejected and not dropped:  # not located in the chunk (should not happen): name the chunk start
             got = rejected[0].count(layout.delimiter) + 1
             detail = f"expected {layout.describe()}, got {got} (in the lines from here on)"
             candidates.append(BadRow(str(path), first_line, "field_count", detail))
@@ -379,15 +437,25 @@ def read_decoded(
             candidates.append(BadRow(str(path), line, reason, detail))
         counts = {r: int((bad == 1 + k).sum()) for k, r in enumerate(REASONS)}
         counts["field_count"] += len(rejected)
+        examples: list[BadRow] = []
+        for b in sorted(candidates, key=lambda b: b.line):  # stable: a line's first reason wins
+            if len(examples) == EXAMPLES:
+                break
+            if not examples or examples[-1].line != b.line:
+                examples.append(b)
+        rows_read = table.num_rows + len(rejected)
+        positions = np.delete(np.arange(rows_read, dtype=np.int64), dropped)[: table.num_rows]
         return Decoded(
             label=label,
             dense=dense,
             codes=codes,
             bad=bad,
             dropped=len(rejected),
-            first_bad=min(candidates, key=lambda b: b.line) if candidates else None,
-            rows_read=table.num_rows + len(rejected),
+            first_bad=examples[0] if examples else None,
+            rows_read=rows_read,
             bad_counts={k: v for k, v in counts.items() if v},
+            examples=examples,
+            positions=positions,
         )
 
     pieces = _chunks(path, chunk_bytes, skip_header=layout.header)
