@@ -8,6 +8,7 @@ Each subcommand module exposes ``register(subparsers)``, which adds its parser a
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -65,3 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:  # user errors: one clear line, no traceback
         print(f"recnas {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk (or quota, or file-size limit): one line, exit 1
+        if e.errno not in _DISK_FULL:
+            raise
+        print(f"recnas {args.command}: error: {e}", file=sys.stderr)
+        return 1
+
+
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})

@@ -304,3 +304,61 @@ def test_cli_export_subprocess(run_dir, tmp_path):
     r = _run_cli("export", str(tmp_path / "missing"), "--top", "1")
     assert r.returncode == 2
     assert "journal.jsonl is missing" in r.stderr and "Traceback" not in r.stderr
+
+
+# -- issue 17, item 3: size estimate, refusal, --force, full disk ----------------------------------
+
+
+def _folder_bytes(d: Path) -> int:
+    return sum(p.stat().st_size for p in d.rglob("*") if p.is_file())
+
+
+def test_export_size_is_estimated_and_a_too_large_export_is_refused_unless_forced(run_dir, exported, tmp_path, monkeypatch):
+    import argparse
+
+    import recnas.export.run as export_run_mod
+    from recnas.export.cli import run_export
+    from recnas.export.run import estimate_export_bytes
+    from recnas.train.warmup import load_supernet
+
+    net = load_supernet(run_dir)
+    for d in exported:  # the estimate bounds the real size from above, closely
+        est, real = estimate_export_bytes(net, load_export(d).spec), _folder_bytes(d)
+        assert real <= est <= 1.05 * real + (1 << 20), (real, est)
+    need = sum(estimate_export_bytes(net, load_export(d).spec) for d in exported)
+    monkeypatch.setattr(export_run_mod, "free_bytes", lambda folder: need - 1)
+    out = tmp_path / "small-disk" / "out"
+    args = argparse.Namespace(run_dir=run_dir, top=2, out=out, force=False)
+    with pytest.raises(ValueError, match=r"2 export\(s\) need about .* MB free; export fewer \(--top\).* --force") as e:
+        run_export(args)
+    assert "\n" not in str(e.value)
+    assert not out.exists()  # nothing written
+    args.force = True
+    assert run_export(args) == 0
+    assert [load_export(p).key for p in sorted(out.glob("0*"))] == [load_export(p).key for p in exported]
+
+
+def test_export_on_a_full_disk_leaves_whole_exports_only(run_dir, exported, tmp_path):
+    import errno
+    import resource
+    import signal
+
+    out = tmp_path / "out"
+    export_run(run_dir, 1, out)  # an earlier export, kept whole
+    before = {p.name: p.read_bytes() for p in (out / exported[0].name).iterdir()}
+    stale = out / f".{exported[1].name}.tmp-999999999"  # a temporary folder of a killed export
+    stale.mkdir()
+    (stale / "weights.pt").write_bytes(b"partial")
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, hard))  # a "disk" that takes 100 kB per file
+    try:
+        with pytest.raises(OSError) as e:
+            export_run(run_dir, 2, out, force=True)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert e.value.errno in (errno.ENOSPC, errno.EFBIG) and "tmp" in str(e.value)
+    assert sorted(p.name for p in out.iterdir()) == [exported[0].name, "index.json"]  # no partial folders
+    assert {p.name: p.read_bytes() for p in (out / exported[0].name).iterdir()} == before
+    load_export(out / exported[0].name)

@@ -23,6 +23,7 @@ Example::
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -147,8 +148,18 @@ def export_architecture(
         arch_name = architecture_file(arch)
         (tmp / arch_name).write_text(_json(arch.to_dict()))
         (tmp / FEATURE_MAP).write_text(feature_map.to_json() + "\n")
-        torch.save(state, tmp / WEIGHTS)
-        torch.export.save(export_program(inference), tmp / PROGRAM)
+        program = export_program(inference)
+        for name, save in ((WEIGHTS, lambda f: torch.save(state, f)), (PROGRAM, lambda f: torch.export.save(program, f))):
+            try:
+                save(tmp / name)
+            except RuntimeError as e:  # torch's zip writer reports a failed write (ENOSPC, EFBIG) so
+                if "inline_container" not in str(e) and "PytorchStreamWriter" not in str(e):
+                    raise
+                raise OSError(
+                    errno.ENOSPC,
+                    f"cannot write the export (no space left on device, or a file-size limit): {str(e).splitlines()[0]}",
+                    str(tmp / name),
+                ) from None
         files = {
             p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
             for p in sorted(tmp.iterdir())

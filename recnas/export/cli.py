@@ -18,6 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a `recnas search` run folder (journal.jsonl, supernet)")
     p.add_argument("--top", type=int, default=1, metavar="K", help="how many distinct architectures (default 1)")
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="output folder (default RUN_DIR/export)")
+    p.add_argument("--force", action="store_true",
+                   help="write even when the estimated size exceeds the free disk space")  # fmt: skip
     p.set_defaults(func=run_export)
 
 
@@ -30,7 +32,7 @@ def run_export(args: argparse.Namespace) -> int:
     from recnas.export.run import export_run
 
     out = args.out if args.out is not None else args.run_dir / "export"
-    paths = export_run(args.run_dir, args.top, out)
+    paths = export_run(args.run_dir, args.top, out, force=args.force)
     index = json.loads((out / "index.json").read_text())["exports"]
     print(f"{'rank':>4}  {'key':<16}  {'score':>12}  {'retrain test logloss':>20}  {'params':>12}  {'MFLOPs/ex':>9}  folder")
     for e in index:
