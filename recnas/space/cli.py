@@ -88,6 +88,8 @@ def _validate(args: argparse.Namespace) -> int:
         raise SpecError(f"{args.spec}: cannot read: {e.strerror or e}") from None
     try:
         spec = ArchSpec.from_json(text)
+        if spec.space and spec.space != space.name:
+            raise SpecError(f"the spec is of space {spec.space!r}, not {space.name!r}; validate it against its own space")
         space.validate(spec)
     except SpecError as e:
         raise SpecError(f"{args.spec}: {e}") from None

@@ -88,7 +88,7 @@ def _block(
 
 
 def _arch(space: SearchSpace, blocks: list[BlockSpec], embedding_dim: int = 16) -> ArchSpec:
-    arch = ArchSpec(_closest(space.embedding_dims, embedding_dim), tuple(blocks), space=space.name)
+    arch = ArchSpec(_closest(space.embedding_dims, embedding_dim), tuple(blocks), space=space.name, space_file=space.file)
     space.validate(arch)  # a preset outside its space is a bug here, not the user's
     return arch
 

@@ -20,14 +20,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import yaml
 
 from recnas.space.spec import ArchSpec, BlockSpec, SpecError
 
-__all__ = ["SearchSpace", "DENSE_OPS", "SPARSE_OPS", "READS_SPARSE", "spaces_dir", "available_spaces"]
+__all__ = ["SearchSpace", "DENSE_OPS", "SPARSE_OPS", "READS_SPARSE", "spaces_dir", "available_spaces", "space_of"]
 
 #: Every dense op recnas implements, in canonical order (semantics in ``spaces/README.md``).
 DENSE_OPS: tuple[str, ...] = ("fc", "dot", "gating", "sum", "cross")
@@ -133,6 +133,9 @@ class SearchSpace:
     dense_sparse_interact: tuple[bool, ...]
     deep_fm: tuple[bool, ...]
     description: str = ""
+    # The YAML file of a space that is not shipped ("" for shipped ones and spaces built in code);
+    # set by load(), written into every spec it makes (ArchSpec.space_file). Not a space-file key.
+    file: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
         where = f"space {self.name!r}"
@@ -176,7 +179,10 @@ class SearchSpace:
             raise SpecError(f"{p}:{line}: not valid YAML: {getattr(e, 'problem', e)}") from None
         if isinstance(d, dict) and "name" not in d:
             d = {**d, "name": p.stem}
-        return cls.from_dict(d, source=str(p))
+        space = cls.from_dict(d, source=str(p))
+        if p.resolve() != (spaces_dir() / f"{space.name}.yaml").resolve():
+            object.__setattr__(space, "file", str(p.resolve()))  # not shipped: specs say where it is
+        return space
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "<dict>") -> SearchSpace:
@@ -279,7 +285,7 @@ class SearchSpace:
                     deep_fm=self._pick(self.deep_fm, rng),
                 )
             )
-        return ArchSpec(embedding_dim=self._pick(self.embedding_dims, rng), blocks=tuple(blocks), space=self.name)
+        return ArchSpec(embedding_dim=self._pick(self.embedding_dims, rng), blocks=tuple(blocks), space=self.name, space_file=self.file)
 
     def _choice_values(self, i: int, key: str) -> tuple[Any, ...] | None:
         """The values of a finite per-block choice (None for the connection sets)."""
@@ -318,7 +324,7 @@ class SearchSpace:
         i, key = slots[int(rng.integers(len(slots)))]
         if i < 0:
             new = self._pick(tuple(v for v in self.embedding_dims if v != spec.embedding_dim), rng)
-            return ArchSpec(embedding_dim=new, blocks=spec.blocks, space=self.name)
+            return ArchSpec(embedding_dim=new, blocks=spec.blocks, space=self.name, space_file=self.file)
         block = spec.blocks[i]
         old = getattr(block, key)
         values = self._choice_values(i, key)
@@ -330,7 +336,7 @@ class SearchSpace:
             new = self._pick(tuple(v for v in values if v != old), rng)
         blocks = list(spec.blocks)
         blocks[i] = BlockSpec(**{**block.to_dict(), key: new})
-        return ArchSpec(embedding_dim=spec.embedding_dim, blocks=tuple(blocks), space=self.name)
+        return ArchSpec(embedding_dim=spec.embedding_dim, blocks=tuple(blocks), space=self.name, space_file=self.file)
 
     def largest(self, rng: np.random.Generator) -> ArchSpec:
         """The "full path" used in NASRec's supernet warm-up.
@@ -354,7 +360,7 @@ class SearchSpace:
                     deep_fm=True in self.deep_fm,
                 )
             )
-        return ArchSpec(embedding_dim=self.embedding_dims[-1], blocks=tuple(blocks), space=self.name)
+        return ArchSpec(embedding_dim=self.embedding_dims[-1], blocks=tuple(blocks), space=self.name, space_file=self.file)
 
     def size(self) -> float:
         """Number of distinct architectures in the space (a float: it can exceed 1e20)."""
@@ -370,3 +376,35 @@ class SearchSpace:
         for i in range(self.num_blocks):
             total *= float(per_block) * float(self._n_conn_sets(i)) ** 2
         return total
+
+
+def space_of(spec: ArchSpec, space: str | Path | None = None) -> SearchSpace | None:
+    """The search space ``spec`` belongs to, loaded, or ``None`` when the spec names none.
+
+    ``space`` (a shipped name or a YAML path, e.g. ``--space``) wins; it must be the space the
+    spec names. Otherwise the spec's ``space_file`` is read, else its ``space`` as a shipped name.
+
+    Raises:
+        SpecError: the space named cannot be found (saying to pass ``--space FILE``), or ``space``
+            is another space than the spec's.
+    """
+    if space is not None:
+        loaded = SearchSpace.load(space)
+        if spec.space and spec.space != loaded.name:
+            raise SpecError(f"the spec is of space {spec.space!r}, but {space} is space {loaded.name!r}")
+        return loaded
+    if spec.space_file:
+        if not Path(spec.space_file).is_file():
+            raise SpecError(
+                f"the spec's space file {spec.space_file} (space {spec.space!r}) does not exist; "
+                "pass --space FILE with the space's YAML file"
+            )
+        return space_of(spec, spec.space_file)
+    if not spec.space:
+        return None
+    if spec.space not in available_spaces():
+        raise SpecError(
+            f"the spec's space {spec.space!r} is not a shipped space ({', '.join(available_spaces())}) and the "
+            "spec has no space_file; pass --space FILE with the space's YAML file (the search's pipeline names it)"
+        )
+    return SearchSpace.load(spec.space)

@@ -116,18 +116,24 @@ class ArchSpec:
     Attributes:
         embedding_dim: width ``e`` of every embedding (and of every sparse tensor in the network).
         blocks: the choice blocks, in order; block ``i`` reads nodes ``0..i``.
-        space: name of the search space the spec was drawn from (informational; not in the key).
+        space: name of the search space the spec was drawn from (not in the key).
+        space_file: the space's YAML file (absolute path) when it is not a shipped space, so that
+            every command can find it (``recnas.space.space.space_of``); not in the key, and not
+            written when empty.
     """
 
     embedding_dim: int
     blocks: tuple[BlockSpec, ...]
     space: str = ""
+    space_file: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.embedding_dim, int) or isinstance(self.embedding_dim, bool) or self.embedding_dim < 1:
             raise SpecError(f"embedding_dim: expected a positive integer, got {self.embedding_dim!r}")
         if not isinstance(self.space, str):
             raise SpecError(f"space: expected a space name (string), got {self.space!r}")
+        if not isinstance(self.space_file, str):
+            raise SpecError(f"space_file: expected a path (string), got {self.space_file!r}")
         if not isinstance(self.blocks, (list, tuple)):
             raise SpecError(f"blocks: expected a list of blocks, got {type(self.blocks).__name__}")
         object.__setattr__(self, "blocks", tuple(self.blocks))
@@ -148,17 +154,20 @@ class ArchSpec:
         return len(self.blocks)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "space": self.space,
             "embedding_dim": self.embedding_dim,
             "blocks": [b.to_dict() for b in self.blocks],
         }
+        if self.space_file:
+            d["space_file"] = self.space_file
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ArchSpec:
         if not isinstance(d, dict):
             raise SpecError(f"architecture: expected a mapping, got {type(d).__name__}")
-        allowed = {"space", "embedding_dim", "blocks"}
+        allowed = {"space", "space_file", "embedding_dim", "blocks"}
         unknown = sorted(set(d) - allowed)
         if unknown:
             raise SpecError(f"architecture: unknown keys {unknown}; allowed keys are {sorted(allowed)}")
@@ -167,7 +176,8 @@ class ArchSpec:
         if not isinstance(d["blocks"], list):
             raise SpecError("blocks: expected a list of blocks")
         blocks = tuple(BlockSpec.from_dict(b, where=f"blocks[{i}]") for i, b in enumerate(d["blocks"]))
-        return cls(embedding_dim=d["embedding_dim"], blocks=blocks, space=d.get("space", ""))
+        return cls(embedding_dim=d["embedding_dim"], blocks=blocks, space=d.get("space", ""),
+                   space_file=d.get("space_file", ""))
 
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, indent=indent)
@@ -183,5 +193,6 @@ class ArchSpec:
         """A stable 16-hex-digit hash of the architecture (space name excluded), for dedup and resume."""
         d = self.to_dict()
         d.pop("space")
+        d.pop("space_file", None)
         canon = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canon.encode()).hexdigest()[:16]

@@ -20,30 +20,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train", help="train a spec from scratch; prints validation/test log loss and AUC")
     add_common_training_args(t)
     t.add_argument("--spec", required=True, type=Path, help="architecture spec JSON (recnas space sample)")
+    t.add_argument("--space", default=None, metavar="SPACE",
+                   help="the spec's search space (a shipped name or a YAML file); default: the one the spec names "
+                        "(its space_file, else its shipped space)")  # fmt: skip
     t.add_argument("--fraction", type=float, default=1.0, help="fraction of the training rows (default 1)")
     t.add_argument("--dense-lr", type=float, default=None, help="Adagrad lr of the dense weights (default: DENSE_LR)")
     t.add_argument("--table-lr", type=float, default=None, help="row-wise Adagrad lr of the tables (default: TABLE_LR, 0.12)")
     t.set_defaults(func=run_train)
 
 
-def load_spec_file(path: Path):  # -> ArchSpec
-    """Reads a spec JSON file; errors name the file. If the spec names a space, it is validated there."""
-    from recnas.space.space import SearchSpace
+def load_spec_file(path: Path, space: str | None = None):  # -> ArchSpec
+    """Reads a spec JSON file; errors name the file. The spec is validated in its space
+    (``space`` if given, else the one the spec names: ``recnas.space.space.space_of``)."""
+    from recnas.space.space import space_of
     from recnas.space.spec import ArchSpec
 
     if not path.exists():
         raise FileNotFoundError(f"spec file {path} does not exist")
     try:
         spec = ArchSpec.from_json(path.read_text())
-        if spec.space:
-            SearchSpace.load(spec.space).validate(spec)
+        found = space_of(spec, space)
+        if found is not None:
+            found.validate(spec)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
     return spec
 
 
 def run_train(args: argparse.Namespace) -> int:
-    spec = load_spec_file(args.spec)  # user errors first, before the heavy imports
+    spec = load_spec_file(args.spec, args.space)  # user errors first, before the heavy imports
     from recnas.data import load_prepared
 
     fm, splits = load_prepared(args.data)
