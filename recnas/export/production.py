@@ -321,9 +321,11 @@ def _check_run_file(out: Path, run: dict[str, Any], resume: bool) -> None:
     # recipe fields added to ProdTrainConfig later: a run saved without them trained with their defaults
     added = {k: v for k, v in asdict(ProdTrainConfig()).items() if k in _ADDED_LATER}
     check_resume_config({**added, **saved["config"]}, run["config"], str(p), free=_RESUME_FREE)
-    for k in ("architecture", "init", "data", "name"):
-        if saved.get(k) != run.get(k):
-            raise ValueError(f"{p}: this run trains a different {k} ({saved.get(k)!r} vs now {run.get(k)!r}); use a new --out")
+    from recnas.identity import check_identity
+
+    for k in ("architecture", "init", "data", "name"):  # the first differences, not two whole dicts
+        check_identity({k: saved.get(k)}, {k: run.get(k)}, str(p), what=f"this run trains a different {k}",
+                       hint="use a new --out")
 
 
 def _initial_checkpoint(

@@ -62,6 +62,8 @@ def run_train(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"export folder not found: {args.export_dir} (no manifest.json; run `recnas export`)")
     if not (args.data / "feature_map.json").is_file():
         raise FileNotFoundError(f"prepared dataset folder not found: {args.data} (no feature_map.json; run `recnas data prepare`)")
+    if args.resume and not (args.out / "run.json").is_file():
+        raise ValueError(f"--resume: {args.out} holds no training run (no run.json); drop --resume to start one")
 
     from recnas.train.cli import quiet_libraries
 
