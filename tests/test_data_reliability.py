@@ -222,3 +222,31 @@ def test_skipped_examples_are_the_first_five_bad_rows(tmp_path, lines):
     assert s["rows_skipped_total"] == 7
     assert [int(e.split(":")[1]) for e in s["skipped_examples"]] == bad_lines[:5]
     assert all(e.startswith(f"{p}:") for e in s["skipped_examples"])
+
+
+# -- a full disk: one line naming the folder, nothing published, the previous dataset whole -------
+
+
+def test_full_disk_during_prepare_is_one_line_and_keeps_the_previous_dataset(tmp_path, small, lines, capsys):
+    import errno
+    import resource
+
+    src, ref = small
+    out = tmp_path / "out"
+    prepare("criteo", [src], out, hash_size=1000, progress=False, chunk_bytes=CHUNK)
+    other = tmp_path / "other.txt"
+    other.write_text("\n".join(lines[3000:10000]) + "\n")
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, hard))  # a "disk" that takes 60 kB per file
+    try:
+        rc = recnas_main(["data", "prepare", "--format", "criteo", "--input", str(other), "--out", str(out),
+                          "--hash-size", "1000", "--quiet", "--overwrite"])  # fmt: skip
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and len(err.splitlines()) == 1, err
+    assert os.strerror(errno.EFBIG) in err and f"into {out}; nothing was published" in err
+    _same_dataset(out, ref)
+    assert not (out / ".prepare-partial").exists()

@@ -25,6 +25,7 @@ written to the staging folder), ``prepare.publish`` (one item moved into ``DIR``
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -64,6 +65,7 @@ TMP_DIR = ".prepare-tmp"  # vocabulary mode: raw codes before the vocabularies a
 STAGE_DIR = ".prepare-partial"  # the dataset being written; published into the output folder on success
 DEFAULT_MIN_COUNT = 10
 MAX_EXAMPLES = 5
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 @dataclass(frozen=True)
@@ -348,13 +350,16 @@ def prepare(
         if written + stats["rows_skipped_total"] != stats["rows_read"]:  # an internal invariant
             raise RuntimeError(f"row accounting mismatch: {stats}")
         (stage / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(stage, ignore_errors=True)
         if created:
             try:
                 out.rmdir()  # no empty output folder left behind
             except OSError:
                 pass
+        if isinstance(e, OSError) and e.errno in _DISK_FULL:  # pyarrow's message names no file
+            raise OSError(e.errno, f"{os.strerror(e.errno)} while writing the dataset into {out}; nothing was "
+                          "published (its previous content is unchanged)", str(stage)) from None
         raise
     _publish(stage, out)
     if stats["rows_skipped_total"]:
