@@ -7,16 +7,18 @@ name           what                                                            m
 ``rf``         random forest (``predict_std``: spread over the trees)          ``trees``
 ``gbt``        gradient-boosted trees                                          ``trees``
 ``mlp``        MLP, WeakNAS's weak predictor (4 x 1000 ReLU units by default)  ``mlp``
+``emprox``     EmProx: kNN over a sequence autoencoder's embeddings            ``emprox``
 =============  ==============================================================  =====================
 
 All are scikit-learn models on z-scored targets; ``rf``, ``gbt`` and ``mlp`` take a ``featurizer``
 (``onehot`` by default, or ``graph`` / ``tokens`` flattened, see :mod:`recnas.space.features`) and a
-``seed``. Every predictor is also a registered estimator: ``make_estimator("ridge", alpha=1.0)``.
+``seed``. ``emprox`` reads the ``tokens`` view and caches its autoencoder per space. Every predictor is also a registered estimator: ``make_estimator("ridge", alpha=1.0)``.
 """
 
 from recnas.predictors.base import Predictor, as_matrix
+from recnas.predictors.emprox import EmProx
 from recnas.predictors.linear import Ridge
 from recnas.predictors.mlp import MLP, WEAKNAS_HIDDEN
 from recnas.predictors.trees import GradientBoosting, RandomForest
 
-__all__ = ["Predictor", "as_matrix", "Ridge", "RandomForest", "GradientBoosting", "MLP", "WEAKNAS_HIDDEN"]
+__all__ = ["Predictor", "as_matrix", "EmProx", "Ridge", "RandomForest", "GradientBoosting", "MLP", "WEAKNAS_HIDDEN"]
