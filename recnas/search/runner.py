@@ -17,6 +17,8 @@ Run folder (``output:``), the layout ``recnas export RUN_DIR`` reads::
     RUN_DIR/journal.jsonl     the trial store: header + one ``asked`` record per proposal and one
                               ``trial`` record per measured candidate (index, batch, key, spec,
                               measure, settings, score, seconds, cached); ``read_journal`` is the view
+    RUN_DIR/strategy.json     the strategy's own summary, where it has one (``weaknas``: the best
+                              evaluated architecture and the final weak predictor's top-1)
     RUN_DIR/retrain/          from-scratch retraining of the top candidates (retrain.top > 0)
     RUN_DIR/report.md, results.csv, top_k.csv, retrain.csv, *.png   the report
     RUN_DIR/export/           the exported best architectures (export.top > 0)
@@ -72,6 +74,7 @@ JOURNAL_FILE = "journal.jsonl"
 PIPELINE_FILE = "pipeline.yaml"
 DATA_FILE = "data.json"
 SPACE_FILE = "space.yaml"
+STRATEGY_FILE = "strategy.json"
 
 
 @dataclass(frozen=True)
@@ -455,6 +458,8 @@ def run_search(cfg: PipelineConfig, *, resume: bool = False, progress: bool = Tr
     trials = read_journal(run_dir) if env.is_main else []
     trials = [t for t in trials if t["index"] < cfg.search.budget] if env.is_main else []
     say(f"search done: {scored} scored now in {seconds:.1f} s; {len(trials)} candidates in the journal")
+    if env.is_main and callable(getattr(strategy, "summary", None)):
+        _write_atomic(run_dir / STRATEGY_FILE, json.dumps(strategy.summary(study), indent=2) + "\n")
 
     from recnas.search.retrain import retrain_top
 

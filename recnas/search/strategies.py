@@ -11,6 +11,8 @@ name            what
 ``random``      uniform samples of the space, avoiding repeats
 ``evolution``   regularized ("aging") evolution with NASRec's generation batching
 ``predictor``   fit a predictor on everything measured so far, propose the best of a random pool
+``weaknas``     WeakNAS's iterative weak predictors (:mod:`recnas.search.weaknas`)
+``guided_...``  ``guided_evolution``: evolution whose children a predictor (EmProx) scores first
 ==============  =============================================================================
 
 Scores are "higher is better". ``random`` and ``evolution`` draw from one seeded generator in
@@ -278,3 +280,7 @@ def make_strategy(name: str, space: SearchSpace, seed: int = 0, **params: Any) -
     if bad:
         raise ValueError(f"strategy {name!r}: unknown parameters {bad}; allowed parameters are {cls.param_names()}")
     return cls(space, seed=seed, **params)
+
+
+# Strategies of their own modules register on import (after the base classes they subclass).
+from recnas.search import weaknas as _weaknas  # noqa: E402,F401
