@@ -202,3 +202,17 @@ def test_guided_evolution_beats_random_on_a_learnable_score(setup):
             study = _run(make_strategy(name, space, seed=seed, **p), 48, _toy, 4)
             best[name].append(max(t.score for t in study.history()))
     assert np.mean(best["guided_evolution"]) > np.mean(best["random"]), best
+
+
+def test_emprox_is_judged_by_the_bench_predictors_sweep(setup):
+    """A bench pipeline's ``{name: emprox}`` entry is a predictor: fitted per split, ranking the rest."""
+    from recnas.bench.compare import predictor_sweep
+    from recnas.bench.config import PredictorSection
+
+    space, params, _, _ = setup
+    specs = _distinct(space, 40, 8)
+    logloss = 0.5 - 0.01 * _toy(specs)  # lower is better
+    section = PredictorSection(train_fractions=(0.5,), splits=3, seed=0)
+    sweep = predictor_sweep({"emprox": make_estimator("emprox", **params, k=5)}, specs, logloss, [], section, space=space)
+    assert len(sweep) == 3 and (sweep["n_train"] == 20).all() and (sweep["failed"] == 0).all()
+    assert sweep["kendall"].mean() > 0.2, sweep["kendall"].tolist()

@@ -21,6 +21,7 @@ name           what                                                            m
 ``rf``         predictor: random forest (``predict_std``: spread over trees)   ``predictors.trees``
 ``gbt``        predictor: gradient-boosted trees                               ``predictors.trees``
 ``mlp``        predictor: MLP, WeakNAS's weak predictor (4 x 1000 units)       ``predictors.mlp``
+``emprox``     predictor: EmProx, kNN over an autoencoder's embeddings         ``predictors.emprox``
 =============  ==============================================================  =====================
 
 Candidates get weights inherited from a supernet (``ScoringContext(init="inherit")``, sub-one-shot)

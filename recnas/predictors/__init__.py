@@ -10,9 +10,11 @@ name           what                                                            m
 ``emprox``     EmProx: kNN over a sequence autoencoder's embeddings            ``emprox``
 =============  ==============================================================  =====================
 
-All are scikit-learn models on z-scored targets; ``rf``, ``gbt`` and ``mlp`` take a ``featurizer``
-(``onehot`` by default, or ``graph`` / ``tokens`` flattened, see :mod:`recnas.space.features`) and a
-``seed``. ``emprox`` reads the ``tokens`` view and caches its autoencoder per space. Every predictor is also a registered estimator: ``make_estimator("ridge", alpha=1.0)``.
+``ridge``, ``rf``, ``gbt`` and ``mlp`` are scikit-learn models on z-scored targets; ``rf``, ``gbt``
+and ``mlp`` take a ``featurizer`` (``onehot`` by default, or ``graph`` / ``tokens`` flattened, see
+:mod:`recnas.space.features`) and a ``seed``. ``emprox`` (torch) reads the ``tokens`` view and
+trains its autoencoder once per space (cached on disk). Every predictor is also a registered
+estimator: ``make_estimator("ridge", alpha=1.0)``.
 """
 
 from recnas.predictors.base import Predictor, as_matrix
