@@ -42,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fraction", type=float, default=1.0, help="fraction of the training rows (default 1)")
     p.add_argument("--dense-lr", type=float, default=None, help="Adagrad lr of the dense weights (default: the trainer's)")
+    p.add_argument("--dense-eps", type=float, default=None, help="Adagrad epsilon of the dense weights (default: recnas.train.defaults.DENSE_EPS)")
     p.add_argument("--table-lr", type=float, default=TABLE_LR, help=f"row-wise Adagrad lr of the tables (default {TABLE_LR})")
     p.add_argument("--checkpoint-every", type=int, default=0, metavar="K", help="also checkpoint every K steps")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -83,6 +84,7 @@ def run_train(args: argparse.Namespace) -> int:
         epochs=args.epochs, batch_size=args.batch_size, early_stopping_patience=args.early_stopping, seed=args.seed,
         fraction=args.fraction, dense_lr=args.dense_lr if args.dense_lr is not None else DENSE_LR,
         table_lr=args.table_lr, checkpoint_every=args.checkpoint_every, on_nan=args.on_nan,
+        **({"dense_eps": args.dense_eps} if args.dense_eps is not None else {}),
         **({"max_loss": args.max_loss} if args.max_loss is not None else {}),
         progress=not args.no_progress,
     )

@@ -25,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(its space_file, else its shipped space)")  # fmt: skip
     t.add_argument("--fraction", type=float, default=1.0, help="fraction of the training rows (default 1)")
     t.add_argument("--dense-lr", type=float, default=None, help="Adagrad lr of the dense weights (default: DENSE_LR)")
+    t.add_argument("--dense-eps", type=float, default=None, help="Adagrad epsilon of the dense weights (default: DENSE_EPS)")
     t.add_argument("--table-lr", type=float, default=None, help="row-wise Adagrad lr of the tables (default: TABLE_LR, 0.12)")
     t.set_defaults(func=run_train)
 
@@ -75,6 +76,7 @@ def run_train(args: argparse.Namespace) -> int:
         dense_lr=args.dense_lr if args.dense_lr is not None else DENSE_LR,
         table_lr=args.table_lr if args.table_lr is not None else TABLE_LR,
         checkpoint_every=args.checkpoint_every,
+        **({"dense_eps": args.dense_eps} if args.dense_eps is not None else {}),
     )
     env = init_distributed()
     try:

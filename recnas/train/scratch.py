@@ -21,6 +21,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
+from recnas.train.defaults import DENSE_EPS, LEGACY_DENSE_EPS
 from recnas.train.trainer import DENSE_LR, TABLE_LR
 
 __all__ = ["TrainRecipe", "train_spec", "train_from_scratch", "recipe_identity", "trained_identity", "metrics"]
@@ -36,6 +37,8 @@ class TrainRecipe:
         batch_size: training batch size.
         fraction: fraction of the training split used (1 = all of it): with ``epochs``, the fidelity.
         dense_lr, table_lr: Adagrad lr of the dense weights / row-wise Adagrad lr of the tables.
+        dense_eps: Adagrad epsilon of the dense weights (the tables keep 1e-2). Ground truths made
+            before this field existed used 1e-2 and keep their identity at that value.
         lr_schedule, lr_warmup: ``constant`` or ``cosine``, and the fraction of steps with a linear ramp.
         eval_batch_size: batch size of the validation/test evaluation.
         validate: evaluate on the validation split too (NaN metrics otherwise).
@@ -48,6 +51,7 @@ class TrainRecipe:
     fraction: float = 1.0
     dense_lr: float = DENSE_LR
     table_lr: float = TABLE_LR
+    dense_eps: float = DENSE_EPS
     lr_schedule: str = "constant"
     lr_warmup: float = 0.0
     eval_batch_size: int = 4096
@@ -67,6 +71,8 @@ class TrainRecipe:
             raise ValueError(f"{k}.fraction must be in (0, 1], got {self.fraction}")
         if self.checkpoint_every < 0:
             raise ValueError(f"{k}.checkpoint_every must be >= 0")
+        if not self.dense_eps > 0:
+            raise ValueError(f"{k}.dense_eps must be positive, got {self.dense_eps}")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"{k}.lr_schedule: expected 'constant' or 'cosine', got {self.lr_schedule!r}")
         if not 0.0 <= self.lr_warmup < 1.0:
@@ -80,8 +86,14 @@ RECIPE_FREE = ("checkpoint_every", "validate")
 
 
 def recipe_identity(recipe: Any) -> dict[str, Any]:
-    """The fields of a recipe (or of any object with the same attributes) that decide the result."""
-    return {k: getattr(recipe, k) for k in RECIPE_FIELDS if k not in RECIPE_FREE}
+    """The fields of a recipe (or of any object with the same attributes) that decide the result.
+
+    ``dense_eps`` at its former fixed value (``LEGACY_DENSE_EPS``) is left out, so a recipe that pins
+    it has the identity every run made before the field existed has, and their records stay valid."""
+    out = {k: getattr(recipe, k, DENSE_EPS) for k in RECIPE_FIELDS if k not in RECIPE_FREE}
+    if out["dense_eps"] == LEGACY_DENSE_EPS:
+        del out["dense_eps"]
+    return out
 
 
 def trained_identity(recipe: Any, data_identity: Any) -> dict[str, Any]:
@@ -123,6 +135,7 @@ def train_spec(spec: Any, seed: int, recipe: Any, data_dir: Path, feature_map: A
     test_loader = ParquetBatchLoader(splits["test"], fm, batch_size=t.eval_batch_size, **shard) if "test" in splits else None
     config = TrainConfig(
         epochs=t.epochs, max_steps=t.max_steps, dense_lr=t.dense_lr, table_lr=t.table_lr, seed=seed,
+        dense_eps=getattr(t, "dense_eps", DENSE_EPS),
         lr_schedule=t.lr_schedule, lr_warmup=t.lr_warmup,
         checkpoint_every=t.checkpoint_every, keep_checkpoints=1, progress=progress,
         on_nan=on_nan, max_loss=MAX_LOSS if max_loss is None else max_loss,

@@ -36,7 +36,7 @@ from recnas.train.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from recnas.train.defaults import TABLE_LR
+from recnas.train.defaults import DENSE_EPS, LEGACY_DENSE_EPS, TABLE_LR
 from recnas.train.distributed import DistEnv, init_distributed, make_optimizer, shard
 from recnas.train.loop import (
     LR_SCHEDULES,
@@ -83,7 +83,9 @@ class TrainConfig:
         max_steps: stop after this many optimizer steps (0: ``epochs * len(train_loader)``).
         dense_lr: Adagrad lr of the dense parameters (see ``DENSE_LR``).
         table_lr: fused row-wise Adagrad lr of the embedding tables (NASRec: 0.12).
-        eps: Adagrad epsilon of both (NASRec: 1e-2).
+        eps: row-wise Adagrad epsilon of the tables (NASRec: 1e-2).
+        dense_eps: Adagrad epsilon of the dense weights (``recnas.train.defaults.DENSE_EPS``; runs
+            made before this field existed used 1e-2, ``LEGACY_DENSE_EPS``).
         lr_schedule: ``"constant"`` or ``"cosine"`` (decay to 0 at the last step; NASRec's), after
             the ramp. A decaying lr makes the final weights less dependent on the last batches.
         lr_warmup: fraction of the steps with a linear lr ramp from ``lr / n`` to ``lr`` (0: none).
@@ -105,6 +107,7 @@ class TrainConfig:
     dense_lr: float = DENSE_LR
     table_lr: float = TABLE_LR
     eps: float = 1e-2
+    dense_eps: float = DENSE_EPS
     lr_schedule: str = "constant"
     lr_warmup: float = 0.0
     seed: int = 0
@@ -123,7 +126,7 @@ class TrainConfig:
             raise ValueError(f"lr_schedule: expected one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if not 0.0 <= self.lr_warmup < 1.0:
             raise ValueError(f"lr_warmup must be in [0, 1), got {self.lr_warmup}")
-        for name in ("dense_lr", "table_lr", "eps", "max_loss"):
+        for name in ("dense_lr", "table_lr", "eps", "dense_eps", "max_loss"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
@@ -212,7 +215,7 @@ def train(
 
     torch.manual_seed(config.seed)
     model = shard(build_model(torch.device("meta")), env, table_lr=config.table_lr, table_eps=config.eps)
-    optimizer = make_optimizer(model, dense_lr=config.dense_lr, eps=config.eps)
+    optimizer = make_optimizer(model, dense_lr=config.dense_lr, eps=config.dense_eps)
 
     pos = LoopPosition()
     ckpt = latest_checkpoint(out) if resume else None
@@ -220,7 +223,7 @@ def train(
         meta, rng = load_checkpoint(ckpt, model=model, optimizer=optimizer)
         if meta.get("kind") != "train":
             raise ValueError(f"{ckpt}: a {meta.get('kind')!r} checkpoint, not a standalone training run")
-        check_resume_config(meta["config"], asdict(config), str(ckpt))
+        check_resume_config({"dense_eps": LEGACY_DENSE_EPS, **meta["config"]}, asdict(config), str(ckpt))
         check_resume_config(meta["describe"], describe or {}, str(ckpt), frozenset())
         restore_rng(rng)
         pos = LoopPosition.from_meta(meta)
