@@ -42,6 +42,8 @@ class DataConfig:
         synth_like: a raw sample whose missing rates / skew / label rate the synthesiser fits.
         synth_interaction_rows: the synthetic teacher's interaction vocabulary per field
             (``recnas.data.synth.Teacher``; default 1,000).
+        synth_teacher: the synthetic teacher's version, ``v1`` (default) or ``v2`` (adds dense x
+            categorical, cross-product and deep terms; ``data/README.md``).
         hash_size: hash categories into this many ids per feature (NASRec protocol) ...
         min_count: ... or keep values seen at least this often in train (BARS protocol).
         dense_transform: ``log1p`` (NASRec) or ``log2sq_bucket`` (BARS).
@@ -58,6 +60,7 @@ class DataConfig:
     synth_seed: int = 0
     synth_like: str | None = None
     synth_interaction_rows: int = 1000
+    synth_teacher: str = "v1"
     hash_size: int | None = 100_000
     min_count: int | None = None
     dense_transform: str = "log1p"
@@ -82,6 +85,8 @@ class DataConfig:
             raise ValueError(f"data.on_bad_row: expected 'error' or 'skip', got {self.on_bad_row!r}")
         if self.synth_interaction_rows < 1:
             raise ValueError(f"data.synth_interaction_rows must be >= 1, got {self.synth_interaction_rows}")
+        if self.synth_teacher not in ("v1", "v2"):
+            raise ValueError(f"data.synth_teacher: expected 'v1' or 'v2', got {self.synth_teacher!r}")
 
     def identity(self) -> dict[str, Any]:
         """The fields that decide the prepared data, as a dict: what cache keys, search journals and
@@ -97,7 +102,7 @@ class DataConfig:
 
 
 # Fields added after the first release, with the default that reproduces the earlier behaviour.
-_LATER_FIELDS = {"synth_interaction_rows": 1000}
+_LATER_FIELDS = {"synth_interaction_rows": 1000, "synth_teacher": "v1"}
 
 
 def _expand(p: str) -> Path:
@@ -137,7 +142,7 @@ def resolve_data(cfg: DataConfig, progress: bool = True) -> Path:
         if progress:
             print(f"recnas: synthesising {cfg.synth_rows:,} {cfg.format} rows", file=sys.stderr)
         synth(cfg.format, cfg.synth_rows, raw_file, like=cfg.synth_like, seed=cfg.synth_seed,
-              interaction_rows=cfg.synth_interaction_rows, progress=progress)
+              interaction_rows=cfg.synth_interaction_rows, teacher=cfg.synth_teacher, progress=progress)
         raw = [raw_file]
     if progress:
         print(f"recnas: preparing {', '.join(map(str, raw))} -> {out}", file=sys.stderr)

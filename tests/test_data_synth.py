@@ -164,3 +164,110 @@ def test_synth_cli_interaction_rows_changes_the_labels(tmp_path):
     assert outs[0].equals(default)  # the CLI default is the API default
     assert outs[0].drop(columns="label").equals(outs[1].drop(columns="label"))  # same features
     assert not outs[0]["label"].equals(outs[1]["label"])  # other teacher, other labels
+
+
+# ------------------------------------------------------------------------------------------------
+# teacher versions: v1 (the default, unchanged) and v2 (dense x categorical, cross products, deep)
+
+
+def test_teacher_v1_is_the_default_everywhere(tmp_path):
+    """``teacher="v1"`` is what no teacher argument gives: the same bytes (Criteo and Avazu), the same
+    terms; and the pipeline's cache key leaves a v1 teacher out, so caches made before the option keep
+    their keys."""
+    from recnas.pipeline import DataConfig, _cache_key
+
+    for fmt in ("criteo", "avazu"):
+        a = synth(fmt, 1500, tmp_path / f"{fmt}_a", seed=3, interaction_rows=20, progress=False, chunk_rows=1000)
+        b = synth(fmt, 1500, tmp_path / f"{fmt}_b", seed=3, interaction_rows=20, teacher="v1", progress=False,
+                  chunk_rows=1000)  # fmt: skip
+        c = synth(fmt, 1500, tmp_path / f"{fmt}_c", seed=3, interaction_rows=20, teacher="v2", progress=False,
+                  chunk_rows=1000)  # fmt: skip
+        assert a.read_bytes() == b.read_bytes() != c.read_bytes()
+        if fmt == "criteo":  # v2 changes the labels only: the features are v1's
+            assert read_criteo(a).drop(columns="label").equals(read_criteo(c).drop(columns="label"))
+    prof = default_profile("criteo")
+    t1, t2 = Teacher(prof, seed=0), Teacher(prof, seed=0, version="v2")
+    assert t1.version == "v1" and t1.term_names == ("first_order", "pairwise", "higher_order")
+    ranks, dense, _, _ = generate(prof, t1, seed=0, chunk=0, n=512)
+    np.testing.assert_array_equal(Teacher(prof, seed=0, version="v1").terms(ranks, dense), t1.terms(ranks, dense))
+    # v2 keeps v1's parameters and terms and appends its own
+    assert np.array_equal(t1.w, t2.w) and np.array_equal(t1.v, t2.v) and np.array_equal(t1.W, t2.W)
+    np.testing.assert_array_equal(t2.terms(ranks, dense)[:3], t1.terms(ranks, dense))
+    base = DataConfig(synth_rows=1000)
+    assert base.identity() == DataConfig(synth_rows=1000, synth_teacher="v1").identity()
+    assert "synth_teacher" not in base.identity()
+    v2 = DataConfig(synth_rows=1000, synth_teacher="v2")
+    assert v2.identity()["synth_teacher"] == "v2" and _cache_key(v2, []) != _cache_key(base, [])
+
+
+def test_teacher_v2_is_deterministic_and_each_term_has_its_calibrated_std():
+    prof = default_profile("criteo")
+    t = Teacher(prof, seed=1, version="v2")
+    again = Teacher(prof, seed=1, version="v2")
+    assert t.term_names == ("first_order", "pairwise", "higher_order", "dense_x_cat", "cross", "deep")
+    ranks, dense, prob, _ = generate(prof, t, seed=1, chunk=2, n=16_384)
+    np.testing.assert_array_equal(prob, generate(prof, again, seed=1, chunk=2, n=16_384)[2])
+    assert t.bias == again.bias and np.array_equal(t.scale, again.scale)
+    assert not np.allclose(prob, generate(prof, Teacher(prof, seed=2, version="v2"), seed=1, chunk=2, n=16_384)[2])
+    parts = t.terms(ranks, dense) * t.scale[:, None]  # rows not in the calibration sample
+    np.testing.assert_allclose(parts.std(axis=1), [0.6, 1.0, 0.6, 0.6, 0.6, 0.4], rtol=0.1)
+    assert 0.2 < prob.mean() < 0.24
+    # the terms are different effects, not one effect counted twice
+    corr = np.corrcoef(parts)
+    assert np.abs(corr - np.eye(6)).max() < 0.2
+    # the dense x categorical term: zero where its dense columns are missing, and it depends on both
+    # the dense value and the gating field's value
+    gone = dense.copy()
+    gone[t.gate_dense] = np.nan
+    assert np.abs(t.terms(ranks, gone)[3]).max() < 1e-5
+    f, d = int(t.gate_fields[0]), int(t.gate_dense[0])
+    other = ranks.copy()
+    other[f] = np.where(ranks[f] == 1, 2, 1)
+    assert not np.allclose(t.terms(other, dense)[3], t.terms(ranks, dense)[3])
+    shifted = dense.copy()
+    shifted[d] = shifted[d] * 3 + 5
+    assert not np.allclose(t.terms(ranks, shifted)[3], t.terms(ranks, dense)[3])
+
+
+def test_teacher_v2_on_avazu_and_a_small_profile():
+    """Without dense columns the dense x categorical term is 0 (not NaN) and the others are calibrated."""
+    from recnas.data.synth import _avazu_teacher_profile
+
+    for prof in (_avazu_teacher_profile(default_profile("avazu")),
+                 SynthProfile("criteo", tuple(CatSpec(f"C{j}", "hex", 10, 0.5, 0.0) for j in range(3)), (), 0.25)):
+        t = Teacher(prof, seed=0, interaction_rows=20, version="v2")
+        ranks, dense, prob, _ = generate(prof, t, seed=0, chunk=1, n=8192)
+        parts = t.terms(ranks, dense) * t.scale[:, None]
+        assert np.isfinite(prob).all() and t.scale[3] == 0 and not parts[3].any()
+        np.testing.assert_allclose(parts[[0, 1, 2, 4, 5]].std(axis=1), [0.6, 1.0, 0.6, 0.6, 0.4], rtol=0.15)
+
+
+def test_teacher_v2_labels_are_further_from_first_order():
+    """v2 adds signal beyond first order: the teacher's own log loss gains on a first-order recalibration."""
+    prof = default_profile("criteo")
+    gaps = {}
+    for version in ("v1", "v2"):
+        teacher = Teacher(prof, seed=0, version=version)
+        ranks, dense, prob, y = generate(prof, teacher, seed=0, chunk=0, n=20_000)
+        first = teacher.first_order_logits(ranks, dense)[:, None]
+        calibrated = LogisticRegression(C=100.0).fit(first, y).predict_proba(first)[:, 1]
+        gaps[version] = log_loss(y, calibrated) - log_loss(y, prob)
+    assert gaps["v2"] > gaps["v1"] + 0.02, gaps
+
+
+def test_unknown_teacher_version_is_a_one_line_error(tmp_path):
+    import subprocess
+    import sys
+
+    from recnas.pipeline import DataConfig
+
+    with pytest.raises(ValueError, match=r"^synth --teacher must be one of v1, v2, got 'v3'$"):
+        synth("criteo", 10, tmp_path / "x", teacher="v3")
+    with pytest.raises(ValueError, match="teacher must be one of v1, v2"):
+        Teacher(default_profile("criteo"), seed=0, version="v3")
+    with pytest.raises(ValueError, match=r"^data.synth_teacher: expected 'v1' or 'v2', got 'v3'$"):
+        DataConfig(synth_rows=10, synth_teacher="v3")
+    r = subprocess.run([sys.executable, "-m", "recnas", "data", "synth", "--format", "criteo", "--rows", "10",
+                        "--out", str(tmp_path / "y"), "--quiet", "--teacher", "v3"], capture_output=True, text=True)
+    assert r.returncode != 0 and "--teacher" in r.stderr and "v3" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "y").exists()

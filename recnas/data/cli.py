@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write a synthetic raw file labelled by a hidden teacher CTR model",
         description="Write N synthetic rows in the raw Criteo (train.txt) or Avazu (train.csv) layout; "
         "labels come from a hidden teacher with first-order, pairwise and higher-order effects "
-        "(see data/README.md).",
+        "(--teacher v2 adds dense x categorical, cross-product and deep terms; see data/README.md).",
     )
     ps.add_argument("--format", required=True, choices=("criteo", "avazu"))
     ps.add_argument("--rows", required=True, type=int)
@@ -55,6 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ps.add_argument("--interaction-rows", type=int, default=1000, metavar="K",
                     help="the teacher's interaction vocabulary: each field's K most frequent values carry "
                          "their own interaction embedding (default 1000; fewer = learnable from fewer rows)")
+    ps.add_argument("--teacher", choices=("v1", "v2"), default="v1",
+                    help="the teacher's version: v1 (default) first-order, pairwise and higher-order terms; "
+                         "v2 adds dense x categorical, cross-product and deep-MLP terms (data/README.md)")
     ps.add_argument("--quiet", action="store_true")
     ps.set_defaults(func=_synth)
 
@@ -90,7 +93,7 @@ def _synth(args: argparse.Namespace) -> int:
     from recnas.data.synth import synth
 
     out = synth(args.format, args.rows, args.out, like=args.like, seed=args.seed,
-                interaction_rows=args.interaction_rows, progress=not args.quiet)
+                interaction_rows=args.interaction_rows, teacher=args.teacher, progress=not args.quiet)
     print(f"wrote {args.rows:,} synthetic {args.format} rows to {out}")
     return 0
 

@@ -2,7 +2,8 @@
 
 The file is written in exactly the raw layout ``recnas data prepare`` reads (Criteo ``train.txt``
 TSV, Avazu ``train.csv``). Rows are generated in fixed-size chunks from seeded generators, so the
-output is a pure function of ``(format, rows, seed, like)`` and streams at any size.
+output is a pure function of ``(format, rows, seed, like, interaction_rows, teacher)`` and streams at
+any size.
 
 Generative model (documented in full in ``data/README.md``):
 
@@ -12,7 +13,9 @@ Generative model (documented in full in ``data/README.md``):
   integer ``base_j + k``;
 - dense column ``d``: missing with probability ``m_d``, else ``floor(exp(mu_d + sigma_d z)) + shift_d``
   (or a draw from quantiles fitted by ``--like``);
-- label ``~ Bernoulli(sigmoid(b + first_order + pairwise + higher_order))``, see :class:`Teacher`.
+- label ``~ Bernoulli(sigmoid(b + first_order + pairwise + higher_order))``, see :class:`Teacher`;
+  the ``v2`` teacher (``teacher="v2"``) adds a dense x categorical term, explicit cross-feature
+  products and a deeper MLP term, so that architectures capture it to different degrees.
 
 Example::
 
@@ -56,6 +59,7 @@ __all__ = [
     "generate",
     "synth",
     "SYNTH_CHUNK_ROWS",
+    "TEACHERS",
 ]
 
 SYNTH_CHUNK_ROWS = 1 << 14
@@ -68,6 +72,18 @@ FIRST_ORDER_STD = 0.6
 PAIRWISE_STD = 1.0
 HIGHER_ORDER_STD = 0.6
 CALIBRATION_ROWS = 1 << 14
+# Teacher versions: v1 (the three terms above; the default, unchanged) and v2 (three more terms).
+TEACHERS = ("v1", "v2")
+# v2's extra terms and their standard deviations on the calibration sample (logit units).
+DENSE_CAT_STD = 0.6  # sum over (field, dense) pairs of a_f[r_f] . g(x_d)
+CROSS_STD = 0.6  # explicit products of 2 and 3 scalar features (dense values, scalar embeddings)
+DEEP_STD = 0.4  # a two-hidden-layer ReLU MLP over embeddings and every dense feature
+GATE_PAIRS = 4  # (categorical field, dense column) pairs of the dense x categorical term
+CROSS_POOL = 6  # features of the cross term: up to 4 dense columns, categorical fields for the rest
+CROSS_PAIRS = ((0, 1), (2, 3), (0, 4), (1, 5), (4, 5))  # with 4 dense: 2 dense-dense, 2 dense-cat, 1 cat-cat
+CROSS_TRIPLES = ((0, 2, 4), (1, 2, 3))  # with 4 dense: dense-dense-cat, dense-dense-dense
+CROSS_CLIP = 3.0  # the pool's features are z-scored on the calibration sample and clipped to +-3
+DEEP_HIDDEN = (32, 16)
 
 
 @dataclass(frozen=True)
@@ -221,6 +237,20 @@ class Teacher:
     fixed standard deviation (0.6 / 1.0 / 0.6) on a calibration sample, and ``b`` is set by bisection
     so that the mean click probability equals the profile's ``ctr``.
 
+    ``version="v2"`` adds three terms, each rescaled likewise (to 0.6 / 0.6 / 0.4), on top of the
+    same three (the same parameters; only ``b`` and the mixture change)::
+
+        + sum_{(f,d) in G} a_f[r_f] . (tanh(beta_fd x_d + gamma_fd) - tanh(gamma_fd))   (dense x cat)
+        + sum_{(i,j)} w_ij z_i z_j + sum_{(i,j,k)} w_ijk z_i z_j z_k                   (cross products)
+        + c2 . relu(W2 relu(W1 [q_j[r_j] for j in E; x] + e1) + e2)                     (deep)
+
+    with ``r_f`` the interaction index, ``a_f[r]`` rank-4 embeddings and ``beta, gamma`` 4-vectors
+    per pair, ``z`` a pool of 6 scalar features (4 dense ``x_d`` and 2 scalar embeddings ``s_f[r_f]``
+    on Criteo; 6 scalar embeddings on Avazu, which has no dense column and so no dense x categorical
+    term; each z-scored on the calibration sample and clipped to +-3), 5 pairwise and 2 three-way
+    products of the pool, and ``E`` a random quarter of the
+    fields. v2's parameters come from a generator of their own, so v1 is unaffected by it.
+
     Args:
         profile: the columns being generated.
         seed: the teacher's seed (the same seed as the rows by default).
@@ -228,12 +258,17 @@ class Teacher:
             embedding (the rest share one "rare" row). Fewer rows make the pairwise and higher-order
             terms learnable from fewer training rows: with the default 1,000 a NASRec-Small model
             trained on 40k rows learns little beyond the first-order term.
+        version: ``v1`` (default) or ``v2`` (see above).
     """
 
-    def __init__(self, profile: SynthProfile, seed: int, interaction_rows: int = INTERACTION_ROWS) -> None:
+    def __init__(self, profile: SynthProfile, seed: int, interaction_rows: int = INTERACTION_ROWS,
+                 version: str = "v1") -> None:
         if interaction_rows < 1:
             raise ValueError(f"interaction_rows must be >= 1, got {interaction_rows}")
+        if version not in TEACHERS:
+            raise ValueError(f"teacher must be one of {', '.join(TEACHERS)}, got {version!r}")
         self.interaction_rows = interaction_rows
+        self.version = version
         rng = np.random.default_rng([seed, 7919])
         ns, nd = len(profile.sparse), len(profile.dense)
         self.profile = profile
@@ -250,17 +285,27 @@ class Teacher:
         self.W = (rng.standard_normal((width, MLP_HIDDEN)) * (1.5 / math.sqrt(width))).astype(np.float32)
         self.e = rng.standard_normal(MLP_HIDDEN) * 0.5
         self.c = rng.standard_normal(MLP_HIDDEN)
+        if version == "v2":
+            self._init_v2(profile, seed)
         self.dense_mean = np.zeros(nd)
         self.dense_std = np.ones(nd)
-        self.scale = np.ones(3)
+        self.scale = np.ones(len(self.term_stds))
         self.bias = 0.0
         # calibration on a fixed sample of the same generator
         ranks, dense = _draw_features(profile, np.random.default_rng([seed, 104729]), CALIBRATION_ROWS)
         xd = np.log1p(np.maximum(np.nan_to_num(dense, nan=0.0), 0.0))
         self.dense_mean = xd.mean(axis=1) if nd else self.dense_mean
         self.dense_std = xd.std(axis=1) + 1e-6 if nd else self.dense_std
+        if version == "v2":
+            raw = self._cross_pool(self._interaction_index(ranks), self._standardise(dense))
+            self.cross_mean = raw.mean(axis=1, keepdims=True)
+            self.cross_std = raw.std(axis=1, keepdims=True) + np.float32(1e-6)
         parts = self.terms(ranks, dense)
-        self.scale = np.array([FIRST_ORDER_STD, PAIRWISE_STD, HIGHER_ORDER_STD]) / (parts.std(axis=1) + 1e-12)
+        if version == "v1":
+            self.scale = np.array([FIRST_ORDER_STD, PAIRWISE_STD, HIGHER_ORDER_STD]) / (parts.std(axis=1) + 1e-12)
+        else:  # a term that is identically 0 (no dense column: no dense x categorical term) stays 0
+            sd = parts.std(axis=1)
+            self.scale = np.where(sd > 1e-9, self.term_stds / np.maximum(sd, 1e-9), 0.0)
         z = (parts * self.scale[:, None]).sum(axis=0)
         lo, hi = -20.0, 20.0
         for _ in range(60):
@@ -271,8 +316,93 @@ class Teacher:
                 hi = mid
         self.bias = (lo + hi) / 2
 
+    @property
+    def term_names(self) -> tuple[str, ...]:
+        """The names of the rows of :meth:`terms`."""
+        v1 = ("first_order", "pairwise", "higher_order")
+        return v1 if self.version == "v1" else v1 + ("dense_x_cat", "cross", "deep")
+
+    @property
+    def term_stds(self) -> np.ndarray:
+        """Each term's standard deviation on the calibration sample after scaling (logit units)."""
+        v1 = [FIRST_ORDER_STD, PAIRWISE_STD, HIGHER_ORDER_STD]
+        return np.array(v1 if self.version == "v1" else v1 + [DENSE_CAT_STD, CROSS_STD, DEEP_STD])
+
+    def _init_v2(self, profile: SynthProfile, seed: int) -> None:
+        """v2's parameters, from their own generator (v1's draws stay as they were)."""
+        rng = np.random.default_rng([seed, 7919, 2])
+        ns, nd = len(profile.sparse), len(profile.dense)
+        rows = self.interaction_rows + 2
+        # dense x categorical: GATE_PAIRS (field, dense column) pairs, a rank-4 gate per value
+        self.gate_fields = rng.choice(ns, size=GATE_PAIRS, replace=ns < GATE_PAIRS)
+        self.gate_dense = rng.choice(nd, size=GATE_PAIRS, replace=nd < GATE_PAIRS) if nd else np.zeros(0, int)
+        self.gate = rng.standard_normal((GATE_PAIRS, rows, FM_RANK)).astype(np.float32)
+        self.gate_beta = (rng.standard_normal((GATE_PAIRS, FM_RANK)) * 1.5).astype(np.float32)
+        self.gate_gamma = (rng.standard_normal((GATE_PAIRS, FM_RANK)) * 0.5).astype(np.float32)
+        # cross products over a pool of scalar features: dense columns first, then scalar embeddings
+        # (dense columns missing in over half the rows would make the products spiky: avoided if possible)
+        n_dense = min(nd, 4)
+        often = np.array([d for d in range(nd) if profile.dense[d].missing <= 0.5], dtype=np.int64)
+        pick = often if often.size >= n_dense else np.arange(nd)
+        self.cross_dense = np.sort(rng.choice(pick, size=n_dense, replace=False)) if n_dense else np.zeros(0, int)
+        n_cat = CROSS_POOL - n_dense
+        self.cross_fields = rng.choice(ns, size=n_cat, replace=ns < n_cat)
+        self.cross_s = rng.standard_normal((n_cat, rows)).astype(np.float32)
+        self.cross_w2 = rng.standard_normal(len(CROSS_PAIRS)).astype(np.float32)
+        self.cross_w3 = rng.standard_normal(len(CROSS_TRIPLES)).astype(np.float32)
+        self.cross_mean = np.zeros((CROSS_POOL, 1), dtype=np.float32)  # z-scores on the calibration sample
+        self.cross_std = np.ones((CROSS_POOL, 1), dtype=np.float32)
+        # deep: two ReLU layers over embeddings of a quarter of the fields and every dense column
+        self.deep_fields = np.sort(rng.choice(ns, size=max(2, ns // 4), replace=ns < 2))
+        self.q = rng.standard_normal((len(self.deep_fields), rows, FM_RANK)).astype(np.float32)
+        width = len(self.deep_fields) * FM_RANK + nd
+        h1, h2 = DEEP_HIDDEN
+        self.W1 = (rng.standard_normal((width, h1)) * math.sqrt(2.0 / width)).astype(np.float32)
+        self.e1 = (rng.standard_normal(h1) * 0.5).astype(np.float32)
+        self.W2 = (rng.standard_normal((h1, h2)) * math.sqrt(2.0 / h1)).astype(np.float32)
+        self.e2 = (rng.standard_normal(h2) * 0.5).astype(np.float32)
+        self.c2 = rng.standard_normal(h2).astype(np.float32)
+
+    def _cross_pool(self, ti: np.ndarray, xd: np.ndarray) -> np.ndarray:
+        """``(CROSS_POOL, n)`` raw features of the cross term: dense values, then scalar embeddings."""
+        pool = [xd[d] for d in self.cross_dense]
+        pool += [self.cross_s[i].take(ti[f]) for i, f in enumerate(self.cross_fields)]
+        return np.stack(pool)
+
+    def _interaction_index(self, ranks: np.ndarray) -> np.ndarray:
+        k = self.interaction_rows
+        return np.where(ranks > 0, np.minimum(ranks - 1, k), k + 1)
+
+    def _standardise(self, dense: np.ndarray) -> np.ndarray:
+        missing = np.isnan(dense)
+        xd = (np.log1p(np.maximum(np.where(missing, 0.0, dense), 0.0)) - self.dense_mean[:, None])
+        xd = (xd / self.dense_std[:, None]).astype(np.float32)
+        xd[missing] = 0.0
+        return xd
+
+    def _v2_terms(self, ti: np.ndarray, xd: np.ndarray) -> np.ndarray:
+        """``(3, n)`` unscaled dense x categorical, cross and deep terms (``ti`` interaction indices,
+        ``xd`` standardised dense values)."""
+        n = ti.shape[1]
+        dense_cat = np.zeros(n, dtype=np.float32)
+        if xd.shape[0]:
+            for p, (f, d) in enumerate(zip(self.gate_fields, self.gate_dense)):
+                g = np.tanh(np.outer(xd[d], self.gate_beta[p]) + self.gate_gamma[p]) - np.tanh(self.gate_gamma[p])
+                dense_cat += (self.gate[p].take(ti[f], axis=0) * g).sum(axis=1)
+        pool = np.clip((self._cross_pool(ti, xd) - self.cross_mean) / self.cross_std, -CROSS_CLIP, CROSS_CLIP)
+        cross = np.zeros(n, dtype=np.float32)
+        for w, (i, j) in zip(self.cross_w2, CROSS_PAIRS):
+            cross += w * pool[i] * pool[j]
+        for w, (i, j, k) in zip(self.cross_w3, CROSS_TRIPLES):
+            cross += w * pool[i] * pool[j] * pool[k]
+        din = np.concatenate([self.q[i].take(ti[j], axis=0) for i, j in enumerate(self.deep_fields)] + [xd.T], axis=1)
+        h = np.maximum(din @ self.W1 + self.e1, 0.0)
+        deep = np.maximum(h @ self.W2 + self.e2, 0.0) @ self.c2
+        return np.stack([dense_cat, cross, deep])
+
     def terms(self, ranks: np.ndarray, dense: np.ndarray) -> np.ndarray:
-        """``(3, n)`` unscaled first-order, pairwise and higher-order terms.
+        """``(3, n)`` unscaled first-order, pairwise and higher-order terms (``(6, n)`` for v2, with
+        the dense x categorical, cross and deep terms after them; see :attr:`term_names`).
 
         Args:
             ranks: ``(num_sparse, n)`` int64 ranks, 0 = missing.
@@ -300,6 +430,8 @@ class Teacher:
         hin = [self.u[i].take(ti[j], axis=0) for i, j in enumerate(self.high_fields)]
         hin = np.concatenate(hin + [xd[self.high_dense].T], axis=1)  # (n, width)
         high = np.tanh(hin @ self.W + self.e.astype(np.float32)) @ self.c.astype(np.float32)
+        if self.version == "v2":
+            return np.concatenate([np.stack([first, pair, high]), self._v2_terms(ti, xd)]).astype(np.float64)
         return np.stack([first, pair, high]).astype(np.float64)
 
     def logits(self, ranks: np.ndarray, dense: np.ndarray) -> np.ndarray:
@@ -307,7 +439,7 @@ class Teacher:
         return self.bias + (self.terms(ranks, dense) * self.scale[:, None]).sum(axis=0)
 
     def first_order_logits(self, ranks: np.ndarray, dense: np.ndarray) -> np.ndarray:
-        """The logits with the pairwise and higher-order terms removed (for tests and docs)."""
+        """The logits with every term but the first-order one removed (for tests and docs)."""
         return self.bias + self.terms(ranks, dense)[0] * self.scale[0]
 
 
@@ -466,11 +598,13 @@ def synth(
     like: str | Path | None = None,
     seed: int = 0,
     interaction_rows: int = INTERACTION_ROWS,
+    teacher: str = "v1",
     progress: bool = True,
     chunk_rows: int = SYNTH_CHUNK_ROWS,
 ) -> Path:
     """Writes ``rows`` synthetic rows of ``fmt`` (``criteo`` or ``avazu``) to ``out`` (gzip if it
-    ends in ``.gz``); returns ``out``. Deterministic in ``(fmt, rows, seed, like, interaction_rows)``.
+    ends in ``.gz``); returns ``out``. Deterministic in ``(fmt, rows, seed, like, interaction_rows,
+    teacher)``.
 
     Args:
         fmt: ``criteo`` (Kaggle ``train.txt`` TSV) or ``avazu`` (``train.csv`` with header).
@@ -479,16 +613,19 @@ def synth(
         like: a raw sample of the same format whose marginals and label rate are fitted.
         seed: seed of the teacher and the rows.
         interaction_rows: the teacher's interaction vocabulary per field (see :class:`Teacher`).
+        teacher: the teacher's version, ``v1`` (default) or ``v2`` (see :class:`Teacher`).
         progress: tqdm progress bar on stderr.
     """
     if fmt not in ("criteo", "avazu"):
         raise ValueError(f"synth --format must be criteo or avazu, got {fmt!r}")
     if rows < 1:
         raise ValueError(f"--rows must be >= 1, got {rows}")
+    if teacher not in TEACHERS:
+        raise ValueError(f"synth --teacher must be one of {', '.join(TEACHERS)}, got {teacher!r}")
     profile = fit_profile(fmt, like) if like is not None else default_profile(fmt)
     teacher_profile = _avazu_teacher_profile(profile) if fmt == "avazu" else profile
-    teacher = Teacher(teacher_profile, seed, interaction_rows)
-    return _write(profile, teacher, rows, Path(out), seed, progress, chunk_rows)
+    model = Teacher(teacher_profile, seed, interaction_rows, version=teacher)
+    return _write(profile, model, rows, Path(out), seed, progress, chunk_rows)
 
 
 def _write(profile: SynthProfile, teacher: Teacher, rows: int, out: Path, seed: int, progress: bool,
