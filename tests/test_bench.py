@@ -523,3 +523,41 @@ def test_report_with_many_seeds_uses_the_halves_ceiling(tmp_path: Path) -> None:
     np.testing.assert_allclose(results["kendall_frac"], results["kendall"] / every["kendall"])
     for png in ("rank_scatter.png", "warmup_sweep_kendall.png", "ceiling_scatter.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+
+
+# -- ceiling projection (recnas bench ceiling) -----------------------------------------------------
+
+
+def test_variance_components_agree_with_scipy_anova_and_projection_has_its_limits() -> None:
+    from recnas.bench.ceiling import projected_kendall, variance_components
+
+    rng = np.random.default_rng(3)
+    y = rng.normal(0, 0.004, (30, 1)) + rng.normal(0, 0.002, (30, 3))
+    vc = variance_components(y)
+    # one-way ANOVA: F = MSB / MSW, MSW = sigma_seed^2, MSB = k sigma_arch^2 + sigma_seed^2
+    f = sps.f_oneway(*y).statistic  # groups = architectures
+    assert (3 * vc.sigma_arch ** 2 + vc.sigma_seed ** 2) / vc.sigma_seed ** 2 == pytest.approx(f, rel=1e-9)
+    assert vc.sigma_seed ** 2 == pytest.approx(np.mean(np.var(y, axis=1, ddof=1)), rel=1e-12)
+    noiseless = dataclasses.replace(vc, sigma_seed=0.0)
+    assert projected_kendall(noiseless, 40, 1, sims=5) == (1.0, 1.0, 1.0)
+    pure_noise = dataclasses.replace(vc, sigma_arch=0.0)
+    assert abs(projected_kendall(pure_noise, 40, 1, sims=300)[0]) < 0.03
+    curve = [projected_kendall(vc, 40, m, sims=300)[0] for m in (1, 2, 4, 8)]
+    assert curve == sorted(curve) and curve[0] > 0.2
+    with pytest.raises(ValueError, match="need >= 2 architectures x >= 2 seeds"):
+        variance_components(y[:, :1])
+
+
+def test_bench_ceiling_cli_reports_the_built_rows(built: tuple[BenchConfig, pd.DataFrame], work: Path) -> None:
+    from recnas.bench.ceiling import CEILING_CSV, CEILING_MD, complete_truth
+    from recnas.cli import main
+
+    cfg, table = built
+    y, keys, seeds = complete_truth(table)
+    assert y.shape == (N_ARCHS, len(cfg.train.seeds)) and seeds == list(cfg.train.seeds)
+    assert main(["bench", "ceiling", str(work / "full.yaml"), "--max-seeds", "3"]) == 0
+    proj = pd.read_csv(Path(cfg.output) / CEILING_CSV)
+    assert list(proj["seeds_per_truth"]) == [1, 2, 3] and (proj["n_archs"] == cfg.num_archs).all()
+    text = (Path(cfg.output) / CEILING_MD).read_text()
+    measured = sps.kendalltau(y[:, 0], y[:, 1]).statistic
+    assert f"| {measured:.3f} |" in text

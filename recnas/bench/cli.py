@@ -5,6 +5,8 @@
     recnas bench compare PIPELINE [--set k=v ...]   # warm-up sweep, every estimator, report
     recnas bench sweep PIPELINE [--from DIR] [--out DIR]  # predictors' training-set-size sweep alone,
                                                     # from a finished comparison (e.g. reports/X)
+    recnas bench ceiling PIPELINE [--target 0.8]    # noise ceiling of the rows built so far, projected
+                                                    # by seeds: sizes a build from a pilot, scores nothing
 
 Run from the repository root (pipelines name data relative to it, e.g. ``../shared/data/...``).
 """
@@ -26,6 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ("build", "train the sampled architectures for every seed (resumable)", run_build),
         ("compare", "score the architectures with every estimator and write the report", run_compare),
         ("sweep", "judge the predictor entries by the training-set-size sweep, from a finished comparison", run_sweep),
+        ("ceiling", "the noise ceiling of the rows built so far and its projection by seeds (sizes a build; scores nothing)",
+         run_ceiling),
     ):
         p = sub.add_parser(name, help=help_)
         p.add_argument("pipeline", type=Path, help="benchmark pipeline file (pipelines/bench_*.yaml)")
@@ -45,6 +49,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                 "results.csv, scores.csv (default: the pipeline's output)")
             p.add_argument("--out", type=Path, metavar="DIR",
                            help="where sweep.csv, sweep_summary.csv, sweep.md and the plot go (default: --from)")
+        if name == "ceiling":
+            p.add_argument("--target", type=float, default=0.8, help="Kendall the truth's ceiling should reach (default 0.8)")
+            p.add_argument("--archs", type=int, default=None, help="architectures of the full build (default: num_archs)")
+            p.add_argument("--max-seeds", type=int, default=8, help="largest seeds-per-truth projected (default 8)")
         p.set_defaults(func=func)
 
 
@@ -89,4 +97,13 @@ def run_sweep(args: argparse.Namespace) -> int:
 
     cfg = load_bench(args.pipeline, args.overrides)
     print(sweep(cfg, source=str(args.pipeline), from_dir=args.from_dir, out=args.out, progress=not args.no_progress))
+    return 0
+
+
+def run_ceiling(args: argparse.Namespace) -> int:
+    from recnas.bench.ceiling import ceiling_report
+    from recnas.bench.config import load_bench
+
+    cfg = load_bench(args.pipeline, args.overrides)
+    print(ceiling_report(cfg, target=args.target, n_archs=args.archs, max_seeds=args.max_seeds, source=str(args.pipeline)))
     return 0
