@@ -424,7 +424,9 @@ def build_signature(cfg: BenchConfig) -> dict[str, Any]:
     for k in ("checkpoint_every", "threads", "workers", "seeds", "validate"):
         train.pop(k)
     # keys added later enter only when set, so tables built before them keep their signature
-    for k, default in (("lr_schedule", "constant"), ("lr_warmup", 0.0)):
+    from recnas.train.defaults import LEGACY_DENSE_EPS
+
+    for k, default in (("lr_schedule", "constant"), ("lr_warmup", 0.0), ("dense_eps", LEGACY_DENSE_EPS)):
         if train.get(k) == default:
             train.pop(k)
     return {"data": data, "space": cfg.space, "sample_seed": cfg.sample_seed, "train": train}
