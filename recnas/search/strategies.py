@@ -13,6 +13,7 @@ name            what
 ``predictor``   fit a predictor on everything measured so far, propose the best of a random pool
 ``weaknas``     WeakNAS's iterative weak predictors (:mod:`recnas.search.weaknas`)
 ``guided_...``  ``guided_evolution``: evolution whose children a predictor (EmProx) scores first
+``bonas``       BONAS: a GCN + Bayesian regression surrogate, UCB over a random pool (:mod:`~.bonas`)
 ==============  =============================================================================
 
 Scores are "higher is better". ``random`` and ``evolution`` draw from one seeded generator in
@@ -284,3 +285,4 @@ def make_strategy(name: str, space: SearchSpace, seed: int = 0, **params: Any) -
 
 # Strategies of their own modules register on import (after the base classes they subclass).
 from recnas.search import weaknas as _weaknas  # noqa: E402,F401
+from recnas.search import bonas as _bonas  # noqa: E402,F401
