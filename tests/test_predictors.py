@@ -183,7 +183,7 @@ def test_registry_and_make_estimator() -> None:
     for name, cls in classes.items():
         assert ESTIMATORS[name] is cls and issubclass(cls, Predictor) and issubclass(cls, Estimator)
         assert cls.needs_fit and not cls.needs_weights and not cls.needs_supernet
-    assert [n for n, c in ESTIMATORS.items() if getattr(c, "provides_std", False)] == ["rf"]
+    assert [n for n, c in ESTIMATORS.items() if getattr(c, "provides_std", False)] == ["bonas", "rf"]
     rf = make_estimator("rf", n_estimators=7, seed=3)
     assert isinstance(rf, RandomForest) and rf.n_estimators == 7 and rf.seed == 3
     with pytest.raises(ValueError, match=r"estimator 'rf': unknown parameters \['n_trees'\]; allowed parameters are "

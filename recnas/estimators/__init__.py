@@ -22,6 +22,7 @@ name           what                                                            m
 ``gbt``        predictor: gradient-boosted trees                               ``predictors.trees``
 ``mlp``        predictor: MLP, WeakNAS's weak predictor (4 x 1000 units)       ``predictors.mlp``
 ``emprox``     predictor: EmProx, kNN over an autoencoder's embeddings         ``predictors.emprox``
+``bonas``      predictor: BONAS's GCN + Bayesian linear regression (``std``)    ``predictors.bonas``
 =============  ==============================================================  =====================
 
 Candidates get weights inherited from a supernet (``ScoringContext(init="inherit")``, sub-one-shot)
