@@ -10,12 +10,40 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import os
 import sys
 
 # Commands that run models. On CPU, denormal floats (which CTR models produce in quantity once
 # activations and gradients get small) make float math tens of times slower; these commands flush
 # them to zero (measured: one NASRec-Small training epoch 96 s -> 5.4 s, identical metrics).
 MODEL_COMMANDS = frozenset({"supernet", "arch", "bench", "search", "export", "train", "demo"})
+
+# OpenMP settings that say how torch's idle OpenMP threads wait; a user's are kept as they are.
+OMP_WAIT_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+
+
+def passive_openmp_waits(environ: dict[str, str] | None = None) -> bool:
+    """Makes torch's OpenMP threads sleep at once when idle (``OMP_WAIT_POLICY=PASSIVE``) unless
+    the environment sets ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``; returns whether it set it.
+
+    Effective only before ``import torch`` (libgomp, torch's OpenMP, reads the variables when it is
+    loaded). Why: with neither variable set, libgomp's waiting threads spin 300,000 times (a few
+    ms) at every barrier before they sleep -- unless the process runs more OpenMP threads than the
+    machine has CPUs, when they spin 100 times. On a machine whose cores other processes share, a
+    spinning thread waits for one the kernel has descheduled, and every small op of a model may
+    cost a time slice. A search that warms its supernet up got the short spin by accident (its
+    warm-up's training leaves a second OpenMP team alive in another thread: more OpenMP threads
+    than CPUs); one that found the warmed supernet on disk had 2 threads on 2 CPUs, spun in full,
+    and scored its candidates 5-100x slower on a busy 2-core machine
+    (``benchmarks/bench_search_resume.py``).
+    ``OMP_WAIT_POLICY=ACTIVE`` (or any ``GOMP_SPINCOUNT``) in the environment restores spinning.
+    """
+    env = os.environ if environ is None else environ
+    if any(k in env for k in OMP_WAIT_SETTINGS) or (environ is None and "torch" in sys.modules):
+        return False  # the user's choice, or too late for this process
+    env["OMP_WAIT_POLICY"] = "PASSIVE"
+    return True
+
 
 # (command, module, help). The module's register() adds the parser named `command`.
 COMMANDS: list[tuple[str, str, str]] = [
@@ -52,6 +80,8 @@ def _version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if next((a for a in argv if not a.startswith("-")), None) in MODEL_COMMANDS:
+        passive_openmp_waits()  # before anything imports torch (``recnas.search`` does, for its parser)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.command in MODEL_COMMANDS:

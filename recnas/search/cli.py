@@ -23,13 +23,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in the output folder (an error if there is none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars or stage messages")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads per process for the whole search: warm-up, scoring, "
+                        "retraining (default: torch's; 1 is fastest for small candidates on a busy machine)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from recnas.train.cli import quiet_libraries
+    from recnas.train.cli import quiet_libraries, set_threads
 
     quiet_libraries()
+    set_threads(args.threads)
     from recnas.search.config import load_pipeline
     from recnas.search.runner import run_search
     from recnas.train.distributed import init_distributed, shutdown_distributed
