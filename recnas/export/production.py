@@ -169,12 +169,17 @@ class ProdTrainResult:
     Attributes:
         name: the export's key, or the baseline's name.
         history: one :class:`EpochMetrics` per finished epoch.
-        best_epoch: 1-based epoch with the lowest validation log loss.
+        best_epoch: 1-based epoch with the lowest validation log loss (whether or not it is the
+            exported one).
         status: ``"completed"``, ``"early_stopped"`` or ``"interrupted"`` (``stop_at_step``).
         steps: optimizer steps done.
         start_step: steps already done when this invocation began (> 0: it resumed a run).
         export_dir: the trained model's export folder (``None`` until finished).
         model: the model description of the manifest (kind, key, params, FLOPs).
+        exported_epoch: 1-based epoch whose weights are in ``export_dir`` (``None`` until
+            finished): ``best_epoch`` with early stopping (``early_stopping_patience > 0``), else
+            the last epoch. ``best`` and ``result.json``'s ``final`` are its metrics, and
+            :func:`format_history` stars it.
     """
 
     name: str
@@ -185,14 +190,15 @@ class ProdTrainResult:
     start_step: int
     export_dir: str | None
     model: dict[str, Any] = field(default_factory=dict)
+    exported_epoch: int | None = None
 
     @property
     def best(self) -> EpochMetrics | None:
-        """The exported epoch's metrics: the best epoch with early stopping, else the last."""
+        """The exported epoch's metrics (the last epoch's while nothing is exported)."""
         if not self.history:
             return None
-        if self.status == "early_stopped" and self.best_epoch is not None:
-            return self.history[self.best_epoch - 1]
+        if self.exported_epoch is not None:
+            return self.history[self.exported_epoch - 1]
         return self.history[-1]
 
     def to_dict(self) -> dict[str, Any]:
@@ -520,17 +526,17 @@ def train_architecture(
         _write_json(hist_path, {"epochs": [asdict(h) for h in history], "status": status})
 
     export_dir = None
+    exported: int | None = None
     model_desc: dict[str, Any] = {}
     if status in ("completed", "early_stopped"):
         export_dir = out / MODEL_DIR
+        exported = _best_epoch(history) if config.early_stopping_patience > 0 else len(history)
         if env.is_main:
             if config.early_stopping_patience > 0:
                 model = build_model(arch, fm, torch.device("cpu"))
                 model.load_state_dict(torch.load(out / BEST_FILE, map_location="cpu", weights_only=True))
-                exported = _best_epoch(history)
             else:
                 model = _load_weights(latest_checkpoint(train_dir), arch, fm, torch.device("cpu"))
-                exported = len(history)
             meta = {
                 "source": source,
                 "training": {
@@ -546,6 +552,7 @@ def train_architecture(
         name=name, history=tuple(history), best_epoch=_best_epoch(history),
         status="interrupted" if status == "running" else status, steps=step, start_step=start_step,
         export_dir=str(export_dir) if export_dir is not None else None, model=model_desc,
+        exported_epoch=exported,
     )
     if env.is_main and export_dir is not None:
         _write_json(out / RESULT_FILE, result.to_dict())
@@ -576,11 +583,18 @@ def format_results(results: list[ProdTrainResult]) -> str:
 
 
 def format_history(result: ProdTrainResult) -> str:
-    """A plain-text table of a run's per-epoch metrics (``*`` marks the exported epoch)."""
-    b = result.best
+    """A plain-text table of a run's per-epoch metrics: ``*`` marks the exported epoch
+    (``exported_epoch``), ``b`` the lowest validation log loss (``best_epoch``) where it is another
+    epoch, and a last line says which is which, as ``result.json`` does."""
+    ex, best = result.exported_epoch, result.best_epoch
     out = ["epoch   step  val logloss  val AUC  test logloss  test AUC  train s"]
     for h in result.history:
-        mark = "*" if b is not None and h.epoch == b.epoch else " "
+        mark = "*" if h.epoch == ex else "b" if h.epoch == best else " "
         out.append(f"{mark}{h.epoch:>4}  {h.step:>5}  {_f(h.val_logloss, 5):>11}  {_f(h.val_auc, 4):>7}  "
                    f"{_f(h.test_logloss, 5):>12}  {_f(h.test_auc, 4):>8}  {_f(h.train_seconds, 1):>7}")
+    if ex is not None and ex == best:
+        out.append(f"* exported: epoch {ex}, the lowest val logloss")
+    elif ex is not None:  # without early stopping the last epoch is exported, not the best
+        out.append(f"* exported: epoch {ex}, the last (--early-stopping exports the lowest val logloss); "
+                   f"b lowest val logloss: epoch {best}")
     return "\n".join(out)
