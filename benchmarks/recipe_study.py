@@ -19,6 +19,10 @@ presets of ``--baseline-space``) and ``--archs`` architectures sampled from ``--
 trainer's divergence guard (``MAX_LOSS``) counts as **diverged** (kept in the CSV, its validation
 log loss recorded as NaN and excluded from the means).
 
+``--ablate layernorm`` is a diagnostic: recnas's ops run with every LayerNorm replaced by the
+identity (TorchRec's DLRM has none either way), to measure what NASRec's LayerNorm-after-linear does
+to a model; the CSV of such a study must not be mixed with a normal one.
+
 Output: one CSV row per run (rewritten after each run; a rerun with the same ``--out`` skips the
 runs already in it, so a killed study resumes), and a table per recipe: mean validation log loss,
 the mean paired difference to the first recipe over the (architecture, seed) pairs both finished
@@ -163,8 +167,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--fraction", type=float, default=1.0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--ablate", choices=["layernorm"], default=None,
+                   help="diagnostic only: run recnas's ops with every LayerNorm replaced by the identity "
+                        "(what the LayerNorms cost or bring; not a model recnas ships)")
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args(argv)
+    if a.ablate == "layernorm":
+        import recnas.models.ops as ops
+
+        ops._ln = lambda h, w, b: h  # every op calls ops._ln for its LayerNorms (spaces/README.md)
 
     import torch
 

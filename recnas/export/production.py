@@ -51,6 +51,7 @@ from recnas.export.architecture import (
 )
 from recnas.export.artifact import export_architecture, load_export
 from recnas.train.scratch import TrainRecipe
+from recnas.train.defaults import LEGACY_DENSE_EPS
 from recnas.train.trainer import DENSE_LR, MAX_LOSS, TABLE_LR
 
 __all__ = [
@@ -92,7 +93,7 @@ class ProdTrainConfig(TrainRecipe):
         early_stopping_patience: stop after this many epochs without a lower validation log loss
             and export the best epoch (0: off, export the last epoch).
         seed: model initialisation and shuffling.
-        eps: Adagrad epsilon of the dense weights and the tables.
+        eps: row-wise Adagrad epsilon of the tables (the dense weights' is ``dense_eps``).
         on_nan: ``"raise"`` (stop, resumable) or ``"skip"`` a step with a NaN/inf loss (or one
             above ``max_loss``).
         max_loss: divergence guard: a step whose batch log loss exceeds it is handled like a NaN
@@ -326,6 +327,7 @@ def _check_run_file(out: Path, run: dict[str, Any], resume: bool) -> None:
     saved = json.loads(p.read_text())
     # recipe fields added to ProdTrainConfig later: a run saved without them trained with their defaults
     added = {k: v for k, v in asdict(ProdTrainConfig()).items() if k in _ADDED_LATER}
+    added["dense_eps"] = LEGACY_DENSE_EPS  # runs saved before the field trained with the tables' 1e-2
     check_resume_config({**added, **saved["config"]}, run["config"], str(p), free=_RESUME_FREE)
     from recnas.identity import check_identity
 
@@ -352,7 +354,7 @@ def _initial_checkpoint(
     _barrier(env)
     torch.manual_seed(tc.seed)
     dmp = shard(build_model(arch, fm, torch.device("meta")), env, table_lr=tc.table_lr, table_eps=tc.eps)
-    optimizer = make_optimizer(dmp, dense_lr=tc.dense_lr, eps=tc.eps)
+    optimizer = make_optimizer(dmp, dense_lr=tc.dense_lr, eps=tc.dense_eps)
     target = {"model": dmp.state_dict()}
     dcp.load(target, checkpoint_id=str(init_dir))
     dmp.load_state_dict(target["model"])
@@ -455,7 +457,8 @@ def train_architecture(
         raise ValueError(f"{data_dir}: too few training rows for batch size {config.batch_size} x {env.world_size} process(es)")
     total = config.epochs * spe
     tc = TrainConfig(
-        epochs=config.epochs, dense_lr=config.dense_lr, table_lr=config.table_lr, eps=config.eps, seed=config.seed,
+        epochs=config.epochs, dense_lr=config.dense_lr, table_lr=config.table_lr, eps=config.eps,
+        dense_eps=config.dense_eps, seed=config.seed,
         lr_schedule=config.lr_schedule, lr_warmup=config.lr_warmup,
         checkpoint_every=config.checkpoint_every, on_nan=config.on_nan, max_loss=config.max_loss,
         progress=config.progress,
