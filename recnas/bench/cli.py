@@ -7,6 +7,9 @@
                                                     # from a finished comparison (e.g. reports/X)
     recnas bench ceiling PIPELINE [--target 0.8]    # noise ceiling of the rows built so far, projected
                                                     # by seeds: sizes a build from a pilot, scores nothing
+    recnas bench regret PIPELINE [--from DIR] [--repeats 10] [--budget N] [--strategies a,b]
+                                                    # regret curves of the search strategies, the built
+                                                    # architectures as a tabular oracle (reads, trains nothing)
 
 Run from the repository root (pipelines name data relative to it, e.g. ``../shared/data/...``).
 """
@@ -30,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ("sweep", "judge the predictor entries by the training-set-size sweep, from a finished comparison", run_sweep),
         ("ceiling", "the noise ceiling of the rows built so far and its projection by seeds (sizes a build; scores nothing)",
          run_ceiling),
+        ("regret", "regret curves of the search strategies by tabular simulation over the built architectures",
+         run_regret),
     ):
         p = sub.add_parser(name, help=help_)
         p.add_argument("pipeline", type=Path, help="benchmark pipeline file (pipelines/bench_*.yaml)")
@@ -53,6 +58,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             p.add_argument("--target", type=float, default=0.8, help="Kendall the truth's ceiling should reach (default 0.8)")
             p.add_argument("--archs", type=int, default=None, help="architectures of the full build (default: num_archs)")
             p.add_argument("--max-seeds", type=int, default=8, help="largest seeds-per-truth projected (default 8)")
+        if name == "regret":
+            from recnas.bench.regret import DEFAULT_STRATEGIES
+
+            p.add_argument("--from", dest="from_dir", type=Path, metavar="DIR",
+                           help="folder of the benchmark: build.json, groundtruth.parquet or groundtruth.csv, and for "
+                                "the estimator-driven searches scores.csv and results.csv (default: the pipeline's output)")
+            p.add_argument("--out", type=Path, metavar="DIR", help="where the regret files go (default: DIR/regret)")
+            p.add_argument("--repeats", type=int, default=10, help="runs per strategy, seeds SEED.. (default 10)")
+            p.add_argument("--seed", type=int, default=0, help="first strategy seed (default 0)")
+            p.add_argument("--budget", type=int, default=None, help="ground-truth queries per run (default: the table size)")
+            p.add_argument("--proxy-budget", type=int, default=None,
+                           help="distinct architectures an estimator-driven search scores before it trains them "
+                                "(default: half the table)")
+            p.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES),
+                           help=f"comma-separated (default {','.join(DEFAULT_STRATEGIES)})")
+            p.add_argument("--threads", type=int, default=1, help="torch threads for the predictors (default 1)")
         p.set_defaults(func=func)
 
 
@@ -106,4 +127,38 @@ def run_ceiling(args: argparse.Namespace) -> int:
 
     cfg = load_bench(args.pipeline, args.overrides)
     print(ceiling_report(cfg, target=args.target, n_archs=args.archs, max_seeds=args.max_seeds, source=str(args.pipeline)))
+    return 0
+
+
+def run_regret(args: argparse.Namespace) -> int:
+    import time
+
+    from recnas.train.cli import quiet_libraries
+
+    quiet_libraries()
+    import torch
+
+    from recnas.bench.config import load_bench
+    from recnas.bench.regret import load_table, run_regret, write_regret
+
+    torch.set_num_threads(max(1, args.threads))
+    cfg = load_bench(args.pipeline, args.overrides)
+    src = Path(args.from_dir if args.from_dir is not None else cfg.output)
+    out = args.out if args.out is not None else src / "regret"
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    table = load_table(cfg, src, source=str(args.pipeline))
+    n = len(table.specs)
+    budget = min(args.budget or n, n)
+    proxy_budget = args.proxy_budget or max(1, n // 2)
+    t0 = time.perf_counter()
+    rows, runs = run_regret(table, strategies, repeats=args.repeats, seed=args.seed, budget=budget,
+                            proxy_budget=proxy_budget, progress=not args.no_progress)
+    command = " ".join(["recnas bench regret", str(args.pipeline)] + (["--from", str(args.from_dir)] if args.from_dir else [])
+                       + (["--out", str(args.out)] if args.out else []) + [f"--repeats {args.repeats}"]
+                       + ([f"--seed {args.seed}"] if args.seed else []) + [f"--budget {budget}"]
+                       + [f"--proxy-budget {proxy_budget}", f"--strategies {','.join(strategies)}"])
+    md = write_regret(out, table, rows, runs, budget=budget, repeats=args.repeats, seed=args.seed,
+                      proxy_budget=proxy_budget, strategies=strategies, command=command,
+                      seconds=time.perf_counter() - t0)
+    print(md.read_text())
     return 0
