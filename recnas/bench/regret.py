@@ -91,6 +91,8 @@ class Table:
     seconds: np.ndarray
     proxies: dict[str, tuple[np.ndarray, float]] = field(default_factory=dict)
     seeds: int = 1
+    #: the truth's own noise: the median over architectures of the standard error of the seed mean
+    se: float | None = None
 
     def __post_init__(self) -> None:
         self.logloss = np.asarray(self.logloss, dtype=np.float64)
@@ -379,7 +381,9 @@ def load_table(cfg: Any, src: str | os.PathLike, source: str = "pipeline",
     specs = sample_archs(space, cfg.num_archs, cfg.sample_seed)
     keys = [s.key() for s in specs]
     seeds = tuple(cfg.train.seeds)
-    ll = truth_matrix(df, keys, seeds).mean(axis=1)
+    per_seed = truth_matrix(df, keys, seeds)
+    ll = per_seed.mean(axis=1)
+    se = float(np.median(per_seed.std(axis=1, ddof=1) / math.sqrt(len(seeds)))) if len(seeds) > 1 else None
     secs = truth_matrix(df, keys, seeds, column="train_seconds").mean(axis=1)
     proxies: dict[str, tuple[np.ndarray, float]] = {}
     if (src / SCORES_FILE).is_file() and (src / RESULTS_FILE).is_file():
@@ -390,7 +394,7 @@ def load_table(cfg: Any, src: str | os.PathLike, source: str = "pipeline",
         for name, col in (columns or proxy_columns(cfg)).items():
             if col in scores.columns and col in results.index:
                 proxies[name] = (scores[col].to_numpy(dtype=np.float64), float(results.at[col, "seconds_per_arch"]))
-    return Table(space, specs, ll, secs, proxies, seeds=len(seeds))
+    return Table(space, specs, ll, secs, proxies, seeds=len(seeds), se=se)
 
 
 # -- report -----------------------------------------------------------------------------------------
@@ -422,7 +426,7 @@ def _seconds_curves(rows: pd.DataFrame, grid: np.ndarray) -> dict[str, tuple[np.
     return out
 
 
-def plot_regret(rows: pd.DataFrame, budget: int, out: Path) -> None:
+def plot_regret(rows: pd.DataFrame, budget: int, out: Path, se: float | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -432,6 +436,8 @@ def plot_regret(rows: pd.DataFrame, budget: int, out: Path) -> None:
     for s, (q, m, lo, hi) in _curves(rows, budget).items():
         (line,) = ax.plot(q, 1e3 * m, label=s, lw=1.5)
         ax.fill_between(q, 1e3 * lo, 1e3 * hi, color=line.get_color(), alpha=0.15, lw=0)
+    if se:
+        ax.axhline(1e3 * se, color="grey", ls=":", lw=1, label="the truth's standard error (median)")
     ax.set_xlabel("ground-truth queries")
     ax.set_ylabel("regret (test log loss above the table's best, x1e-3)")
     ax.set_title("best found so far: mean and 95 % interval over repeats")
@@ -449,6 +455,8 @@ def plot_regret(rows: pd.DataFrame, budget: int, out: Path) -> None:
         if len(x):
             (line,) = ax.step(x, 1e3 * m, where="post", label=s, lw=1.5)
             ax.fill_between(x, 1e3 * lo, 1e3 * hi, color=line.get_color(), alpha=0.15, lw=0, step="post")
+    if se:
+        ax.axhline(1e3 * se, color="grey", ls=":", lw=1, label="the truth's standard error (median)")
     ax.set_xscale("log")
     ax.set_xlabel("seconds (recorded training + proxy seconds + the strategy's own time)")
     ax.set_ylabel("regret (x1e-3)")
@@ -479,7 +487,7 @@ def write_regret(out: str | os.PathLike, table: Table, rows: pd.DataFrame, runs:
     rows.to_csv(out / REGRET_FILE, index=False)
     runs.to_csv(out / RUNS_FILE, index=False)
     summary.to_csv(out / SUMMARY_FILE, index=False)
-    plot_regret(rows, budget, out)
+    plot_regret(rows, budget, out, table.se)
     n = len(table.specs)
     ll = np.sort(table.logloss)
     L = ["# Regret curves: tabular simulation over the benchmark's architectures", "",
@@ -487,7 +495,9 @@ def write_regret(out: str | os.PathLike, table: Table, rows: pd.DataFrame, runs:
          f"- Oracle: {n} architectures, each answered with its {table.seeds}-seed mean test log loss; best "
          f"{ll[0]:.5f}, second {ll[1] if n > 1 else math.nan:.5f}, median {float(np.median(ll)):.5f}, worst {ll[-1]:.5f}. "
          f"A query is charged the architecture's mean recorded training seconds (the table: {table.seconds.sum():.0f} s "
-         f"to train every architecture once).",
+         f"to train every architecture once)."
+         + (f" The truth's own noise: median standard error of an architecture's seed mean {1e3 * table.se:.2f}e-3 "
+            "(dotted in the plots); regrets below it are within the truth's noise." if table.se else ""),
          f"- {repeats} repeats per strategy (strategy seeds {seed}..{seed + repeats - 1}), budget {budget} queries"
          + (f"; estimator-driven searches score {min(proxy_budget or n, n)} distinct architectures by the proxy, then "
             "train them best first" if any(reg[s].proxy for s in strategies) else "") + ".",
@@ -502,7 +512,7 @@ def write_regret(out: str | os.PathLike, table: Table, rows: pd.DataFrame, runs:
         proxy = f"; proxy column `{rs.proxy}`" if rs.proxy else ""
         L.append(f"| {s} | {rs.about}{proxy} | `{rs.resolved(n)}` |")
     L += ["", "## Regret against ground-truth queries", "",
-          "| strategy | " + " | ".join(f"{b} queries" for b in qb) + " |", "|---|" + "---|" * len(qb)]
+          "| strategy | " + " | ".join(f"q = {b}" for b in qb) + " |", "|---|" + "---|" * len(qb)]
     for s in strategies:
         g = summary[(summary.strategy == s) & (summary.axis == "queries")].set_index("budget")
         L.append(f"| {s} | " + " | ".join(f"{_fmt(g.at[b, 'mean'], g.at[b, 'lo'], g.at[b, 'hi'])}; found "
