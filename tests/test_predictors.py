@@ -160,7 +160,7 @@ def test_errors_have_clear_messages(tiny, name: str) -> None:
                                              rf"\['graph', 'onehot', 'tokens'\]"):
             bad.fit(specs[:3], y[:3], space=space)
     if not p.provides_std:
-        with pytest.raises(NotImplementedError, match=rf"predictor '{name}' gives no predictive std .*\['rf'\]"):
+        with pytest.raises(NotImplementedError, match=rf"predictor '{name}' gives no predictive std .*\['bonas', 'rf'\]"):
             p.predict_std(specs[:3])
     else:
         with pytest.raises(RuntimeError, match=f"predictor '{name}' must be fit before it can predict_std"):
