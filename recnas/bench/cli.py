@@ -10,6 +10,9 @@
     recnas bench regret PIPELINE [--from DIR] [--repeats 10] [--budget N] [--strategies a,b]
                                                     # regret curves of the search strategies, the built
                                                     # architectures as a tabular oracle (reads, trains nothing)
+    recnas bench diagnose PIPELINE [--from DIR]     # every score's correlation with size (tensors, params,
+                                                    # FLOPs) and with the truth, and its partial correlation
+                                                    # with the truth controlling for size (scores nothing)
 
 Run from the repository root (pipelines name data relative to it, e.g. ``../shared/data/...``).
 """
@@ -33,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ("sweep", "judge the predictor entries by the training-set-size sweep, from a finished comparison", run_sweep),
         ("ceiling", "the noise ceiling of the rows built so far and its projection by seeds (sizes a build; scores nothing)",
          run_ceiling),
+        ("diagnose", "every score's correlation with size and with the truth, and the partial correlation given size",
+         run_diagnose),
         ("regret", "regret curves of the search strategies by tabular simulation over the built architectures",
          run_regret),
     ):
@@ -74,6 +79,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             p.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES),
                            help=f"comma-separated (default {','.join(DEFAULT_STRATEGIES)})")
             p.add_argument("--threads", type=int, default=1, help="torch threads for the predictors (default 1)")
+        if name == "diagnose":
+            p.add_argument("--from", dest="from_dir", type=Path, metavar="DIR",
+                           help="folder of a finished comparison: build.json, groundtruth.parquet or groundtruth.csv, "
+                                "results.csv, scores.csv (default: the pipeline's output)")
+            p.add_argument("--out", type=Path, metavar="DIR",
+                           help="where diagnose.csv, diagnose.md and the plot go (default: DIR/diagnose)")
         p.set_defaults(func=func)
 
 
@@ -127,6 +138,16 @@ def run_ceiling(args: argparse.Namespace) -> int:
 
     cfg = load_bench(args.pipeline, args.overrides)
     print(ceiling_report(cfg, target=args.target, n_archs=args.archs, max_seeds=args.max_seeds, source=str(args.pipeline)))
+    return 0
+
+
+def run_diagnose(args: argparse.Namespace) -> int:
+    from recnas.bench.config import load_bench
+    from recnas.bench.diagnose import run_diagnose as diagnose
+
+    cfg = load_bench(args.pipeline, args.overrides)
+    md = diagnose(cfg, source=str(args.pipeline), from_dir=args.from_dir, out=args.out, progress=not args.no_progress)
+    print(f"recnas bench diagnose: {md}")
     return 0
 
 
