@@ -578,25 +578,13 @@ def _run_predictor_sweep(cfg: BenchConfig, specs: list[ArchSpec], truth: np.ndar
     return sweep, summary
 
 
-def run_sweep(cfg: BenchConfig, source: str = "pipeline", from_dir: str | os.PathLike | None = None,
-              out: str | os.PathLike | None = None, progress: bool = True) -> Path:
-    """The predictors' training-set-size sweep alone, from a finished comparison; returns ``sweep.md``.
-
-    ``from_dir`` (default ``cfg.output``) holds the build's ``build.json`` (it must be this
-    pipeline's build signature), its table (``groundtruth.parquet`` or ``groundtruth.csv``) and the
-    comparison's ``results.csv`` and ``scores.csv``: the other estimators' score vectors are read
-    from there, not recomputed (every row of ``kind == "estimator"``). Writes ``sweep.csv``,
-    ``sweep_summary.csv``, ``sweep_kendall.png`` and ``sweep.md`` into ``out`` (default
-    ``from_dir``); nothing else is written.
-    """
+def read_finished(cfg: BenchConfig, src: Path, source: str = "pipeline") -> pd.DataFrame:
+    """The ground-truth table of a finished comparison folder (``build.json``, ``groundtruth.parquet``
+    or ``.csv``, ``results.csv``, ``scores.csv``; e.g. a ``reports/`` folder), after checking that it
+    was built with ``cfg``'s settings; raises naming what is missing."""
     from recnas.bench.config import build_signature
     from recnas.bench.groundtruth import BUILD_FILE, TABLE_FILE, _check_signature
-    from recnas.bench.report import write_sweep
 
-    src = Path(from_dir if from_dir is not None else cfg.output)
-    dst = Path(out) if out is not None else src
-    if not any(e.needs_fit for e in cfg.estimators):
-        raise ValueError(f"{source}: no estimator entry is a predictor (needs_fit); add one, e.g. {{name: ridge}}")
     if not (src / BUILD_FILE).is_file():
         raise FileNotFoundError(f"{src}: no {BUILD_FILE}; the ground truth's training settings are unknown")
     _check_signature(src, build_signature(cfg), source)
@@ -609,6 +597,27 @@ def run_sweep(cfg: BenchConfig, source: str = "pipeline", from_dir: str | os.Pat
     for name in (RESULTS_FILE, SCORES_FILE):
         if not (src / name).is_file():
             raise FileNotFoundError(f"{src}: no {name}; run `recnas bench compare` on this pipeline first")
+    return table
+
+
+def run_sweep(cfg: BenchConfig, source: str = "pipeline", from_dir: str | os.PathLike | None = None,
+              out: str | os.PathLike | None = None, progress: bool = True) -> Path:
+    """The predictors' training-set-size sweep alone, from a finished comparison; returns ``sweep.md``.
+
+    ``from_dir`` (default ``cfg.output``) holds the build's ``build.json`` (it must be this
+    pipeline's build signature), its table (``groundtruth.parquet`` or ``groundtruth.csv``) and the
+    comparison's ``results.csv`` and ``scores.csv``: the other estimators' score vectors are read
+    from there, not recomputed (every row of ``kind == "estimator"``). Writes ``sweep.csv``,
+    ``sweep_summary.csv``, ``sweep_kendall.png`` and ``sweep.md`` into ``out`` (default
+    ``from_dir``); nothing else is written.
+    """
+    from recnas.bench.report import write_sweep
+
+    src = Path(from_dir if from_dir is not None else cfg.output)
+    dst = Path(out) if out is not None else src
+    if not any(e.needs_fit for e in cfg.estimators):
+        raise ValueError(f"{source}: no estimator entry is a predictor (needs_fit); add one, e.g. {{name: ridge}}")
+    table = read_finished(cfg, src, source)
     space = SearchSpace.load(cfg.space)
     specs = sample_archs(space, cfg.num_archs, cfg.sample_seed)
     keys = [s.key() for s in specs]

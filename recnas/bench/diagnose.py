@@ -237,24 +237,12 @@ def load_comparison(cfg: Any, from_dir: str | os.PathLike, source: str = "pipeli
     Returns ``specs``, ``truth_logloss`` ``(n, seeds)``, ``table`` (ground-truth rows), ``results``
     (``results.csv``), ``scores`` (``scores.csv``).
     """
-    from recnas.bench.compare import RESULTS_FILE, SCORES_FILE
-    from recnas.bench.config import build_signature
-    from recnas.bench.groundtruth import BUILD_FILE, TABLE_FILE, _check_signature, read_table, sample_archs, truth_matrix
+    from recnas.bench.compare import RESULTS_FILE, SCORES_FILE, read_finished
+    from recnas.bench.groundtruth import sample_archs, truth_matrix
     from recnas.space.space import SearchSpace
 
     src = Path(from_dir)
-    if not (src / BUILD_FILE).is_file():
-        raise FileNotFoundError(f"{src}: no {BUILD_FILE}; the ground truth's training settings are unknown")
-    _check_signature(src, build_signature(cfg), source)
-    if (src / TABLE_FILE).is_file():
-        table = read_table(src)
-    elif (src / "groundtruth.csv").is_file():
-        table = pd.read_csv(src / "groundtruth.csv")
-    else:
-        raise FileNotFoundError(f"{src}: neither {TABLE_FILE} nor groundtruth.csv is there")
-    for name in (RESULTS_FILE, SCORES_FILE):
-        if not (src / name).is_file():
-            raise FileNotFoundError(f"{src}: no {name}; run `recnas bench compare` on this pipeline first")
+    table = read_finished(cfg, src, source)
     specs = sample_archs(SearchSpace.load(cfg.space), cfg.num_archs, cfg.sample_seed)
     keys = [s.key() for s in specs]
     scores = pd.read_csv(src / SCORES_FILE)
