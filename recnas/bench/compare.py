@@ -578,10 +578,10 @@ def _run_predictor_sweep(cfg: BenchConfig, specs: list[ArchSpec], truth: np.ndar
     return sweep, summary
 
 
-def read_finished(cfg: BenchConfig, src: Path, source: str = "pipeline") -> pd.DataFrame:
-    """The ground-truth table of a finished comparison folder (``build.json``, ``groundtruth.parquet``
-    or ``.csv``, ``results.csv``, ``scores.csv``; e.g. a ``reports/`` folder), after checking that it
-    was built with ``cfg``'s settings; raises naming what is missing."""
+def read_built(cfg: BenchConfig, src: Path, source: str = "pipeline") -> pd.DataFrame:
+    """The ground-truth table of a build folder (``build.json`` and ``groundtruth.parquet`` or
+    ``.csv``; e.g. a ``reports/`` folder), after checking that it was built with ``cfg``'s settings;
+    raises naming what is missing."""
     from recnas.bench.config import build_signature
     from recnas.bench.groundtruth import BUILD_FILE, TABLE_FILE, _check_signature
 
@@ -589,11 +589,16 @@ def read_finished(cfg: BenchConfig, src: Path, source: str = "pipeline") -> pd.D
         raise FileNotFoundError(f"{src}: no {BUILD_FILE}; the ground truth's training settings are unknown")
     _check_signature(src, build_signature(cfg), source)
     if (src / TABLE_FILE).is_file():
-        table = read_table(src)
-    elif (src / "groundtruth.csv").is_file():
-        table = pd.read_csv(src / "groundtruth.csv")
-    else:
-        raise FileNotFoundError(f"{src}: neither {TABLE_FILE} nor groundtruth.csv is there")
+        return read_table(src)
+    if (src / "groundtruth.csv").is_file():
+        return pd.read_csv(src / "groundtruth.csv")
+    raise FileNotFoundError(f"{src}: neither {TABLE_FILE} nor groundtruth.csv is there")
+
+
+def read_finished(cfg: BenchConfig, src: Path, source: str = "pipeline") -> pd.DataFrame:
+    """:func:`read_built` of a finished comparison folder, which must also hold ``results.csv`` and
+    ``scores.csv``; raises naming what is missing."""
+    table = read_built(cfg, src, source)
     for name in (RESULTS_FILE, SCORES_FILE):
         if not (src / name).is_file():
             raise FileNotFoundError(f"{src}: no {name}; run `recnas bench compare` on this pipeline first")

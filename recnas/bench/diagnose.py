@@ -319,12 +319,6 @@ def _ci(row: Any, m: str) -> str:
     return f"{_f(row[m])} [{_f(row[m + '_lo'])}, {_f(row[m + '_hi'])}]"
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(out)
-
-
 def _setting(row: Any) -> str:
     if row["init"] == "inherit":
         return f"inherit {float(row['fraction']) * 100:g}%"
@@ -396,6 +390,8 @@ def _plot(path: Path, table: pd.DataFrame, cols: dict[str, np.ndarray], sizes: p
 
 def _markdown(cfg: Any, source: str, src: Path, table: pd.DataFrame, sizes: pd.DataFrame, shape: tuple[int, int],
               skipped: list[str]) -> str:
+    from recnas.bench.report import _md_table  # the bench report's table writer (loads matplotlib, so not at import)
+
     n, k = shape
     n_boot = cfg.stats.n_boot
     lines = [

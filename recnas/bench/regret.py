@@ -363,20 +363,11 @@ def load_table(cfg: Any, src: str | os.PathLike, source: str = "pipeline",
     seed-mean test log loss and train seconds of every architecture (all of ``cfg.train.seeds``
     must be there), and, where ``src`` holds a comparison (``scores.csv`` and ``results.csv``),
     the proxies of ``columns`` (default :func:`proxy_columns`) with their seconds per architecture."""
-    from recnas.bench.compare import RESULTS_FILE, SCORES_FILE
-    from recnas.bench.config import build_signature
-    from recnas.bench.groundtruth import BUILD_FILE, TABLE_FILE, _check_signature, read_table, sample_archs, truth_matrix
+    from recnas.bench.compare import RESULTS_FILE, SCORES_FILE, read_built
+    from recnas.bench.groundtruth import sample_archs, truth_matrix
 
     src = Path(src)
-    if not (src / BUILD_FILE).is_file():
-        raise FileNotFoundError(f"{src}: no {BUILD_FILE}; the ground truth's training settings are unknown")
-    _check_signature(src, build_signature(cfg), source)
-    if (src / TABLE_FILE).is_file():
-        df = read_table(src)
-    elif (src / "groundtruth.csv").is_file():
-        df = pd.read_csv(src / "groundtruth.csv")
-    else:
-        raise FileNotFoundError(f"{src}: neither {TABLE_FILE} nor groundtruth.csv is there")
+    df = read_built(cfg, src, source)
     space = SearchSpace.load(cfg.space)
     specs = sample_archs(space, cfg.num_archs, cfg.sample_seed)
     keys = [s.key() for s in specs]
