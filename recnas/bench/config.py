@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from recnas.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
+from recnas.lid.config import SplitConfig
 from recnas.pipeline import DataConfig
 from recnas.train.scratch import TrainRecipe
 from recnas.train.trainer import DENSE_LR
@@ -345,6 +346,10 @@ class BenchConfig:
         sigeo_ablation: SiGeo term ablation (``AblationSection``).
         stats: statistics (``StatsSection``).
         predictors: the training-set-size sweep of the predictor entries (``PredictorSection``).
+        split: a NAS-LID / GM-NAS split of the supernet at each warm-up fraction
+            (:class:`recnas.lid.config.SplitConfig`; ``None``: no split). A section of its own
+            rather than ``warmup.split``, so that the warm-up settings every cached inherited score
+            is keyed by stay as they were.
         output: output folder (ground-truth table, warm-ups, report).
     """
 
@@ -359,6 +364,7 @@ class BenchConfig:
     sigeo_ablation: AblationSection = field(default_factory=AblationSection)
     stats: StatsSection = field(default_factory=StatsSection)
     predictors: PredictorSection = field(default_factory=PredictorSection)
+    split: SplitConfig | None = None
     output: str = "runs/bench"
 
     def __post_init__(self) -> None:

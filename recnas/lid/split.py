@@ -53,6 +53,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -61,6 +62,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchrec.datasets.utils import Batch
 
+from recnas.lid.config import METHODS, SplitConfig
 from recnas.lid.estimator import lid_mle
 from recnas.models.layout import liveness
 from recnas.models.supernet import Supernet
@@ -79,9 +81,11 @@ __all__ = [
     "best_bipartition",
     "split_supernet",
     "finetune",
+    "restricted_copy",
+    "save_split",
+    "load_split",
 ]
 
-METHODS = ("lid", "gm")
 Choice = tuple[int, str]  # (block index, "dense_op" | "sparse_op")
 _KINDS = ("dense_op", "sparse_op")
 
@@ -137,45 +141,12 @@ class Region:
     def to_dict(self) -> list[dict[str, Any]]:
         return [{"block": b, "kind": k, "ops": list(ops)} for b, k, ops in self.allowed]
 
-
-@dataclass(frozen=True)
-class SplitConfig:
-    """How to split (the ``warmup.split`` section of a bench pipeline).
-
-    Attributes:
-        method: ``lid`` (NAS-LID: cosine of LID vectors) or ``gm`` (GM-NAS: cosine of gradients).
-        levels: split levels; each splits every sub-supernet once (``2**levels`` at most).
-        batches: measurement batches per op (NAS-LID: about 50; smaller by default for CPUs).
-        batch_size: rows per measurement batch (NAS-LID: 128).
-        k: neighbours of the LID estimate (NAS-LID: 20).
-        finetune_fraction: share of the warm-up steps given to fine-tuning the sub-supernets; the
-            parent's warm-up gets the rest, so parent + fine-tuning = the single supernet's steps.
-        exhaustive_max: choices with at most this many ops are split by trying every bipartition.
-        seed: seeds the architectures drawn for the measurement and the fine-tuning.
-    """
-
-    method: str = "lid"
-    levels: int = 1
-    batches: int = 8
-    batch_size: int = 128
-    k: int = 20
-    finetune_fraction: float = 0.2
-    exhaustive_max: int = 8
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method: {self.method!r} is not one of {list(METHODS)}")
-        if self.levels < 1:
-            raise ValueError(f"levels must be >= 1, got {self.levels}")
-        if self.batches < 1 or self.batch_size < 3:
-            raise ValueError("batches must be >= 1 and batch_size >= 3 (a LID needs three distinct points)")
-        if self.k < 2:
-            raise ValueError(f"k must be >= 2, got {self.k}")
-        if not 0.0 <= self.finetune_fraction < 1.0:
-            raise ValueError(f"finetune_fraction must be in [0, 1), got {self.finetune_fraction}")
-        if self.exhaustive_max < 2:
-            raise ValueError(f"exhaustive_max must be >= 2, got {self.exhaustive_max}")
+    @classmethod
+    def from_dict(cls, d: Sequence[dict[str, Any]]) -> Region:
+        r = cls()
+        for a in d:
+            r = r.restrict((int(a["block"]), str(a["kind"])), tuple(a["ops"]))
+        return r
 
 
 # -- measurement ------------------------------------------------------------------------------------
@@ -320,16 +291,17 @@ def _cosine(x: np.ndarray) -> np.ndarray:
 # -- sub-supernets ----------------------------------------------------------------------------------
 
 
-def _child(parent: Supernet, c: Choice, keep: Sequence[str]) -> Supernet:
-    """A copy of ``parent``'s dense part (the ops of choice ``c`` outside ``keep`` dropped) over the
+def restricted_copy(parent: Supernet, region: Region) -> Supernet:
+    """A copy of ``parent``'s dense part without the op modules ``region`` rules out, over the
     *same* ``sparse_arch`` module (shared tables)."""
     child = copy.deepcopy(parent, memo={id(parent.sparse_arch): parent.sparse_arch})
     child._plans = OrderedDict()
-    blk = child.dense_arch.blocks[c[0]]
-    mods = blk.dense_ops if c[1] == "dense_op" else blk.sparse_ops
-    for op in list(mods.keys()):
-        if op not in keep:
-            del mods[op]
+    for b, k, keep in region.allowed:
+        blk = child.dense_arch.blocks[b]
+        mods = blk.dense_ops if k == "dense_op" else blk.sparse_ops
+        for op in list(mods.keys()):
+            if op not in keep:
+                del mods[op]
     return child
 
 
@@ -527,7 +499,8 @@ def split_supernet(net: Supernet, measure_batches: Sequence[Batch], config: Spli
                 print(f"  {config.method} split level {level + 1} [{region.describe()}]: {choice_name(c)} -> "
                       f"{groups[0]} | {groups[1]} (score {s:.4f})", file=sys.stderr, flush=True)
             for g in groups:
-                new.append((region.restrict(c, g), _child(sub, c, g)))
+                r = region.restrict(c, g)
+                new.append((r, restricted_copy(sub, r)))
         record.measure_seconds += time.perf_counter() - t0
         t1 = time.perf_counter()
         fresh = [i for i, (r, s) in enumerate(new) if all(s is not old for _, old in leaves)]
@@ -540,3 +513,49 @@ def split_supernet(net: Supernet, measure_batches: Sequence[Batch], config: Spli
     for _, s in leaves:
         s.eval()
     return SplitSupernet([s for _, s in leaves], [r for r, _ in leaves], record)
+
+
+# -- saving -----------------------------------------------------------------------------------------
+
+SPLIT_FILE = "split.json"
+DENSE_FILE = "dense.pt"
+
+
+def save_split(split: SplitSupernet, out: str | Path, meta: dict[str, Any] | None = None) -> Path:
+    """Writes the sub-supernets' dense weights (``dense.pt``) and ``split.json`` (regions, record,
+    ``meta``) into ``out``; the tables are the parent's and are not written. ``split.json`` is
+    written last, so a folder holding it is complete."""
+    import json
+    import os
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / (DENSE_FILE + ".tmp")
+    torch.save({str(i): s.dense_arch.state_dict() for i, s in enumerate(split.subnets)}, tmp)
+    os.replace(tmp, out / DENSE_FILE)
+    card = {"format": "recnas-split", "regions": [r.to_dict() for r in split.regions],
+            "record": split.record.to_dict() if split.record else None, **(meta or {})}
+    tmp = out / (SPLIT_FILE + ".tmp")
+    tmp.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, out / SPLIT_FILE)
+    return out / SPLIT_FILE
+
+
+def load_split(out: str | Path, parent: Supernet) -> SplitSupernet:
+    """The split saved in ``out`` by :func:`save_split`, rebuilt over ``parent``'s tables (the
+    parent it was split from: same space and feature map)."""
+    import json
+
+    out = Path(out)
+    card = json.loads((out / SPLIT_FILE).read_text())
+    if card.get("format") != "recnas-split":
+        raise ValueError(f"{out / SPLIT_FILE}: not a recnas split (format={card.get('format')!r})")
+    states = torch.load(out / DENSE_FILE, map_location="cpu", weights_only=True)
+    regions = [Region.from_dict(d) for d in card["regions"]]
+    subnets = []
+    for i, r in enumerate(regions):
+        s = restricted_copy(parent, r)
+        s.dense_arch.load_state_dict(states[str(i)], strict=True)
+        subnets.append(s.eval())
+    rec = card.get("record")
+    return SplitSupernet(subnets, regions, SplitRecord(**rec) if rec else None)
