@@ -66,7 +66,7 @@ def split_for_fraction(cfg: Any, fraction: float, fm: Any, space: Any, splits: d
     sc, w = cfg.split, cfg.warmup
     folder = split_dir(out, cfg, fraction)
     settings = _settings(cfg, fraction)
-    parent_fraction = fraction * (1.0 - sc.finetune_fraction)
+    parent_fraction = round(fraction * (1.0 - sc.finetune_fraction), 12)  # 0.1 x 0.8 -> 0.08, not 0.08000000000000002
     config = _warmup_config(cfg)
     parent = warm_supernet(out / "warmup" / f"frac_{parent_fraction:g}", fm, space, splits["train"],
                            data_dir=data_dir, fraction=parent_fraction, batch_size=w.batch_size, config=config,
@@ -104,6 +104,24 @@ def split_for_fraction(cfg: Any, fraction: float, fm: Any, space: Any, splits: d
     return split, facts
 
 
+def _unsplit_control(cfg: Any, fraction: float, facts: dict[str, Any], fm: Any, space: Any,
+                     splits: dict[str, Path], out: Path) -> Any:
+    """The split run's parent, fine-tuned whole (every op allowed) for the split's fine-tuning steps,
+    with the split's recipe (tables frozen, fresh dense Adagrad) and batches."""
+    from recnas.data.loader import ParquetBatchLoader
+    from recnas.lid.split import Region, _cycle, finetune, restricted_copy
+    from recnas.train.warmup import load_supernet
+
+    w = cfg.warmup
+    parent = load_supernet(out / "warmup" / f"frac_{facts['parent_fraction']:g}")
+    net = restricted_copy(parent, Region())
+    loader = ParquetBatchLoader(Path(splits["train"]), fm, batch_size=w.batch_size, shuffle=True,
+                                seed=w.seed + 1, drop_last=True, fraction=fraction)
+    finetune(net, Region(), space, _cycle(loader), facts["finetune_steps"], lr=w.lr,
+             eps=_warmup_config(cfg).eps, seed=cfg.split.seed)
+    return net
+
+
 def parity(facts: dict[str, Any]) -> str:
     """One line: the split run's training steps against the single supernet's, and the measurement."""
     meas = f"{facts['measure_forward_passes']} forward"
@@ -115,11 +133,15 @@ def parity(facts: dict[str, Any]) -> str:
 
 
 def run_split_study(cfg: Any, source: str, from_dir: str | Path, out: str | Path | None = None,
-                    estimators: tuple[str, ...] = ("oneshot", "sigeo"), progress: bool = True) -> Path:
+                    estimators: tuple[str, ...] = ("oneshot", "sigeo"), progress: bool = True,
+                    control: bool = False) -> Path:
     """Single supernet vs split at every warm-up fraction > 0, for the pipeline's estimator entries
     named in ``estimators`` (scored with inherited weights), judged against the ground truth of the
     build in ``from_dir`` (``recnas.bench.compare.read_built``). Warm-ups and splits go to
-    ``cfg.output``; ``split_results.csv`` and ``split_report.md`` to ``out`` (default ``cfg.output``)."""
+    ``cfg.output``; ``split_results.csv`` and ``split_report.md`` to ``out`` (default ``cfg.output``).
+
+    ``control`` adds a third context: the parent fine-tuned whole (no split) for the same steps with
+    the same recipe, which tells the split's effect from the fine-tuning recipe's."""
     import torch
 
     from recnas.bench import stats
@@ -156,7 +178,10 @@ def run_split_study(cfg: Any, source: str, from_dir: str | Path, out: str | Path
         single, wsecs, wsteps = _supernet(cfg, frac, space, fm, splits, data_dir, base, progress)
         split, facts = split_for_fraction(cfg, frac, fm, space, splits, data_dir, base, progress)
         rows_info.append(facts)
-        for what, net in (("single", single), (f"{cfg.split.method} split L{cfg.split.levels}", split)):
+        nets = [("single", single), (f"{cfg.split.method} split L{cfg.split.levels}", split)]
+        if control:
+            nets.append(("parent + fine-tuning, no split", _unsplit_control(cfg, frac, facts, fm, space, splits, base)))
+        for what, net in nets:
             ctx = ScoringContext(fm, batches, val_batches, supernet=net, init="inherit", seed=sc.seed, device="cpu")
             for e in entries:
                 label = f"{e.display} | {what} | {100 * frac:g}%"
@@ -183,7 +208,7 @@ def run_split_study(cfg: Any, source: str, from_dir: str | Path, out: str | Path
                          + ", ".join(f"{k} {v:.4f}" for k, v in s["scores"].items()) + ")")
     lines += ["", "| scores | Kendall | Spearman | top-10 % | seconds |", "|---|---|---|---|---|"]
     for label, r in res.iterrows():
-        lines.append(f"| {label} | {r['kendall']:.3f} [{r['kendall_lo']:.3f}, {r['kendall_hi']:.3f}] | "
+        lines.append(f"| {label.replace('|', '/')} | {r['kendall']:.3f} [{r['kendall_lo']:.3f}, {r['kendall_hi']:.3f}] | "
                      f"{r['spearman']:.3f} [{r['spearman_lo']:.3f}, {r['spearman_hi']:.3f}] | "
                      f"{r['top']:.2f} [{r['top_lo']:.2f}, {r['top_hi']:.2f}] | {r['seconds']:.1f} |")
     path = dst / "split_report.md"
