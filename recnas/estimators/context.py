@@ -97,7 +97,8 @@ class ScoringContext:
             seeded fresh initialisation of the candidate, and fresh seeded embedding tables:
             zero-shot).
         seed: seeds fresh initialisation (per architecture) and any randomness of an estimator.
-        device: where candidates run; ``None`` = CUDA if available, else CPU.
+        device: where candidates run; ``None``: as ``RECNAS_DEVICE`` says (default ``auto``: CUDA if
+            available, else CPU; :func:`recnas.device.resolve_device`).
     """
 
     feature_map: FeatureMap
@@ -118,7 +119,9 @@ class ScoringContext:
         if not self.batches:
             raise ValueError("batches: at least one minibatch is needed to score candidates")
         if self.device is None:
-            self.device = "cuda" if torch.cuda.is_available() else "cpu"
+            from recnas.device import resolve_device
+
+            self.device = resolve_device()
         self.device = torch.device(self.device)
         self.batches = [b.to(self.device) for b in self.batches]
         self.val_batches = [b.to(self.device) for b in self.val_batches]

@@ -195,24 +195,30 @@ def _mirror_card(run_dir: Path, env: Any) -> None:
     _barrier(env)
 
 
-def _scoring_context(cfg: PipelineConfig, run_dir: Path, data_dir: Path, fm: Any) -> Any:
+def _scoring_context(cfg: PipelineConfig, run_dir: Path, data_dir: Path, fm: Any,
+                     device: torch.device | None = None) -> Any:
     """The estimator's data and weights: the first ``batches x batch_size`` training rows (and
     ``val_batches`` validation batches; the same on every rank,
     :func:`recnas.study.context.scoring_batches`, as in the bench) and this rank's unsharded copy
-    of the warmed-up supernet."""
+    of the warmed-up supernet, all on ``device`` (the search passes its ``env.device``: the process's
+    GPU, or CPU; ``None``: as ``RECNAS_DEVICE`` says)."""
     from recnas.data.loader import load_prepared
     from recnas.estimators import ScoringContext
     from recnas.study.context import scoring_batches
     from recnas.train.warmup import load_supernet
 
     est = cfg.estimator
+    if device is None:
+        from recnas.device import resolve_device
+
+        device = torch.device(resolve_device())
     _, splits = load_prepared(data_dir)
     batches, val_batches = scoring_batches(splits, fm, batches=est.batches, val_batches=est.val_batches,
                                            batch_size=est.batch_size, section="estimator")
-    supernet = load_supernet(run_dir) if est.init == "inherit" else None
+    supernet = load_supernet(run_dir, device=device) if est.init == "inherit" else None
     return ScoringContext(
         fm, batches=batches, val_batches=val_batches,
-        supernet=supernet, init=est.init, seed=est.seed,
+        supernet=supernet, init=est.init, seed=est.seed, device=device,
     )
 
 
@@ -444,7 +450,7 @@ def run_search(cfg: PipelineConfig, *, resume: bool = False, progress: bool = Tr
             what = f"train-from-scratch oracle (seed {cfg.oracle.seed}; budget in training runs)"
             study.evaluators["oracle"] = evaluator
         else:
-            ctx = _scoring_context(cfg, run_dir, data_dir, fm)
+            ctx = _scoring_context(cfg, run_dir, data_dir, fm, env.device)
             evaluator = ProxyEvaluator(estimator, ctx, identity=measurement_identity(header))
             what = f"estimator {cfg.estimator.name} ({cfg.estimator.init})"
             study.evaluators.update(estimator=evaluator, oracle=make_oracle)

@@ -6,7 +6,7 @@ gradients even on one CPU (``../shared/docs/environment.md``).
 
 - ``init_distributed()`` reads torchrun's ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK``; without them it
   starts a world of one over an in-memory store (no port). NCCL and ``cuda:LOCAL_RANK`` where a GPU is
-  present, gloo and CPU otherwise.
+  present, gloo and CPU otherwise (``RECNAS_DEVICE=cpu|cuda`` decides instead; :mod:`recnas.device`).
 - ``shard(model, env)`` plans table placement with TorchRec's planner, attaches the fused
   RowWiseAdagrad to the tables and wraps the rest in DDP.
 - ``make_optimizer(dmp)`` combines the fused table optimizer with a dense Adagrad.
@@ -21,6 +21,7 @@ Example (single process)::
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,7 @@ from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backwa
 from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
 from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
 
+from recnas.device import resolve_device
 from recnas.train.defaults import TABLE_LR
 
 __all__ = [
@@ -97,11 +99,31 @@ def _env_int(name: str) -> int:
         raise ValueError(f"environment variable {name}={v!r} is not an integer") from None
 
 
+def _cuda_index(local_rank: int) -> int:
+    """The GPU of local rank ``local_rank``: ``local_rank`` modulo the visible GPUs. With more
+    processes on this host (torchrun's ``LOCAL_WORLD_SIZE``) than GPUs, ranks share a GPU, which
+    NCCL refuses ("Duplicate GPU detected"); local rank 0 says so on stderr before NCCL does."""
+    n = torch.cuda.device_count()
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    if local_world > n and local_rank == 0:
+        print(
+            f"recnas: {local_world} processes on this host share {n} GPU(s); NCCL needs one GPU per "
+            f"process, so expect it to refuse ('Duplicate GPU detected'). Run at most {n} per host "
+            "(--nproc-per-node), or RECNAS_DEVICE=cpu for gloo on CPU.",
+            file=sys.stderr,
+        )
+    return local_rank % n
+
+
 def init_distributed(force_cpu: bool = False) -> DistEnv:
     """Initialises (or reuses) the default process group and returns this process's :class:`DistEnv`.
 
     Under torchrun (``RANK`` set) the group rendezvous uses ``MASTER_ADDR``/``MASTER_PORT``; a plain
     process gets a world of one over a ``HashStore``. Calling it again returns the same environment.
+
+    The device is CUDA (with NCCL, GPU ``LOCAL_RANK`` modulo the visible GPUs) or CPU (with gloo), as
+    :func:`recnas.device.resolve_device` says: ``RECNAS_DEVICE`` = ``auto`` (CUDA where available),
+    ``cpu`` or ``cuda``; ``force_cpu`` means CPU whatever it says.
     """
     torchrun = "RANK" in os.environ
     if torchrun:
@@ -109,9 +131,8 @@ def init_distributed(force_cpu: bool = False) -> DistEnv:
         local_rank = _env_int("LOCAL_RANK") if "LOCAL_RANK" in os.environ else rank
     else:
         rank, world_size, local_rank = 0, 1, 0
-    use_cuda = torch.cuda.is_available() and not force_cpu
-    if use_cuda:
-        device, backend = torch.device("cuda", local_rank), "nccl"
+    if not force_cpu and resolve_device() == "cuda":
+        device, backend = torch.device("cuda", _cuda_index(local_rank)), "nccl"
         torch.cuda.set_device(device)
     else:
         device, backend = torch.device("cpu"), "gloo"

@@ -320,6 +320,8 @@ def run_steps(
                 )
         if pos.batch_in_epoch >= steps_per_epoch:  # the epoch is done (also when we stopped at its end)
             pos.epoch, pos.batch_in_epoch = pos.epoch + 1, 0
+    if env.device.type == "cuda":  # the last step's backward and update are still queued on the GPU
+        torch.cuda.synchronize(env.device)
     seconds = time.perf_counter() - t0
     progress.close()
     rate = (pos.step - start_step) * batch_size * env.world_size / seconds if seconds > 0 else 0.0
