@@ -2,7 +2,7 @@
 
     .venv/bin/pip install -e '.[peers]'        # deepctr-torch 0.3.0 (an optional extra)
     .venv/bin/python benchmarks/peers.py PREPARED_DIR [--models wdl deepfm dcn dcnmix autoint]
-        [--seeds 0 1 2] [--epochs 1] [--batch-size 512] [--baselines dlrm deepfm dcnv2]
+        [--seeds 0 1 2] [--epochs 1] [--batch-size 512] [--baselines dlrm deepfm dcnv2 deepfm_lib dcn_lib]
         [--embedding-dim 16] [--dense-lr LR] [--table-lr LR] [--out CSV] [--threads N]
     .venv/bin/python benchmarks/peers.py PREPARED_DIR --from-csv A.csv B.csv [--out CSV]   # merge runs
 
@@ -93,7 +93,8 @@ from typing import Any
 import numpy as np
 
 DEEPCTR_MODELS = {"wdl": "WDL", "deepfm": "DeepFM", "dcn": "DCN", "dcnmix": "DCNMix", "autoint": "AutoInt"}
-RECNAS_NAMES = {"dlrm": "DLRM", "deepfm": "DeepFM-like", "dcnv2": "DCN-v2-like"}
+RECNAS_NAMES = {"dlrm": "DLRM", "deepfm": "DeepFM-like", "dcnv2": "DCN-v2-like",
+                "deepfm_lib": "DeepFM (library structure)", "dcn_lib": "DCN (library structure)"}
 INSTALL_HINT = "pip install -e '.[peers]'"
 EVAL_BATCH = 4096
 PROG = "benchmarks/peers.py"
@@ -359,8 +360,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("data", type=Path, metavar="PREPARED_DIR", help="a folder written by `recnas data prepare`")
     p.add_argument("--models", nargs="*", default=list(DEEPCTR_MODELS), choices=list(DEEPCTR_MODELS),
                    help="deepctr-torch models (default: all five)")
-    p.add_argument("--baselines", nargs="*", default=["dlrm", "deepfm", "dcnv2"], choices=list(RECNAS_NAMES),
-                   help="recnas baselines (default: all three)")
+    p.add_argument("--baselines", nargs="*", default=list(RECNAS_NAMES), choices=list(RECNAS_NAMES),
+                   help="recnas baselines (default: all five)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=512)

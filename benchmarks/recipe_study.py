@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/recipe_study.py PREPARED_DIR --recipe old:dense_eps=0.01 \\
         --recipe new:dense_eps=1e-8 [--recipe NAME:key=value,key=value ...] \\
         [--baselines dlrm deepfm dcnv2] [--space nasrec_small] [--archs 6] [--arch-seed 0] \\
-        [--seeds 0 1] [--batch-size 512] [--epochs 1] [--fraction 1.0] [--threads 1] --out CSV
+        [--seeds 0 1] [--batch-size 512] [--epochs 1] [--fraction 1.0] [--threads 1] \
+        [--specs SPECS.json] --out CSV
 
 Every (architecture, recipe, seed) is trained from scratch by recnas's own trainer
 (:func:`recnas.train.trainer.train`, exactly as ``recnas arch train`` / the bench's ground truth: the
@@ -14,8 +15,10 @@ override (``dense_lr``, ``table_lr``, ``dense_eps``, ``lr_schedule``, ``lr_warmu
 batch size, epochs and fraction are the command line's for every recipe.
 
 Architectures: the hand-designed baselines (``dlrm`` is TorchRec's DLRM, ``deepfm`` / ``dcnv2`` the
-presets of ``--baseline-space``) and ``--archs`` architectures sampled from ``--space`` with
-``--arch-seed`` (the same ones for every recipe). A run whose loss is NaN / inf or above the
+presets of ``--baseline-space``, ``deepfm_lib`` / ``dcn_lib`` the library presets) and ``--archs`` architectures sampled from ``--space`` with
+``--arch-seed`` (the same ones for every recipe), then the architectures of ``--specs``: a JSON object
+``{label: spec}`` whose specs are ``ArchSpec.to_dict()`` mappings (any structure ``CTRModel`` builds,
+in a space or not, e.g. variants of a preset with ``norm: none`` blocks). A run whose loss is NaN / inf or above the
 trainer's divergence guard (``MAX_LOSS``) counts as **diverged** (kept in the CSV, its validation
 log loss recorded as NaN and excluded from the means).
 
@@ -61,6 +64,27 @@ def parse_recipe(text: str) -> tuple[str, dict[str, Any]]:
             raise SystemExit(f"recipe_study: --recipe {name}: unknown key {k!r}; known: {sorted(types)}")
         out[k] = v if "str" in str(types[k]) else (int(v) if "int" in str(types[k]) else float(v))
     return name, out
+
+
+def read_specs(path: Path) -> list[tuple[str, str, Any]]:
+    """``(label, "spec", ArchSpec)`` for every entry of a ``{label: spec}`` JSON file."""
+    import json
+
+    from recnas.space.spec import ArchSpec, SpecError
+
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise SystemExit(f"recipe_study: --specs {path}: {e}") from None
+    if not isinstance(d, dict) or not d:
+        raise SystemExit(f"recipe_study: --specs {path}: expected a non-empty JSON object {{label: spec}}")
+    out = []
+    for label, spec in d.items():
+        try:
+            out.append((label, "spec", ArchSpec.from_dict(spec)))
+        except SpecError as e:
+            raise SystemExit(f"recipe_study: --specs {path}: {label}: {e}") from None
+    return out
 
 
 def architectures(baselines: list[str], baseline_space: str, space: str, n: int, seed: int) -> list[tuple[str, str, Any]]:
@@ -170,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ablate", choices=["layernorm"], default=None,
                    help="diagnostic only: run recnas's ops with every LayerNorm replaced by the identity "
                         "(what the LayerNorms cost or bring; not a model recnas ships)")
+    p.add_argument("--specs", type=Path, default=None, metavar="SPECS.json",
+                   help="more architectures: a JSON object {label: ArchSpec dict}")
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args(argv)
     if a.ablate == "layernorm":
@@ -189,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("recipe_study: recipe names must differ")
     base = TrainRecipe(epochs=a.epochs, batch_size=a.batch_size, fraction=a.fraction, validate=True)
     archs = architectures(a.baselines, a.baseline_space, a.space, a.archs, a.arch_seed)
+    if a.specs is not None:
+        archs += read_specs(a.specs)
     rows: list[dict[str, Any]] = []
     if a.out.exists():
         with a.out.open() as f:

@@ -28,7 +28,7 @@ from recnas.export import (
 )
 from recnas.export.production import early_stop_epoch
 from recnas.space import SearchSpace
-from recnas.space.presets import PRESETS
+from recnas.space.presets import LIBRARY_PRESETS, PRESETS
 from recnas.train.checkpoint import load_model_weights
 from recnas.train.trainer import MAX_LOSS
 
@@ -199,7 +199,7 @@ def test_torchrun_two_processes_from_inherited_weights(data, export, tmp_path):
     assert any(not torch.equal(v, src.model.state_dict()[k]) for k, v in ex.model.state_dict().items())
 
 
-@pytest.mark.parametrize("name", ["dlrm", "deepfm", "dcnv2"])
+@pytest.mark.parametrize("name", ["dlrm", "deepfm", "dcnv2", "dcn_lib"])
 def test_baselines_train_to_finite_metrics(name, data, tmp_path):
     config = ProdTrainConfig(epochs=1, batch_size=128, fraction=0.2, progress=False)
     r = train_baseline(name, data, out_dir=tmp_path / name, config=config)
@@ -211,13 +211,16 @@ def test_baselines_train_to_finite_metrics(name, data, tmp_path):
     if name == "dlrm":
         assert ex.architecture == DLRMConfig() and ex.manifest["model"]["kind"] == "dlrm"
         assert type(ex.model).__name__ == "DLRMBaseline"
+    elif name in LIBRARY_PRESETS:  # the library presets belong to no space
+        assert ex.spec == LIBRARY_PRESETS[name]() and all(b.norm == "none" for b in ex.spec.blocks)
     else:
         assert ex.spec == PRESETS[name](SearchSpace.load("ctr_extended"))
-    assert ex.meta["source"] == {"kind": "baseline", "name": name, "space": None if name == "dlrm" else "ctr_extended"}
+    in_space = name in ("deepfm", "dcnv2")
+    assert ex.meta["source"] == {"kind": "baseline", "name": name, "space": "ctr_extended" if in_space else None}
 
 
 def test_bad_requests_fail_clearly(data, export, tmp_path):
-    with pytest.raises(ValueError, match=r"unknown baseline 'wide'; choose one of \['dlrm', 'deepfm', 'dcnv2'\]"):
+    with pytest.raises(ValueError, match=r"unknown baseline 'wide'; choose one of \['dlrm', 'deepfm', 'dcnv2', 'deepfm_lib', 'dcn_lib'\]"):
         train_baseline("wide", data, out_dir=tmp_path / "x")
     with pytest.raises(ValueError, match="init: expected one of"):
         train_export(export, data, out_dir=tmp_path / "y", init="warm")

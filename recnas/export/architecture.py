@@ -83,13 +83,18 @@ def baseline_architecture(name: str, space: str = BASELINE_SPACE) -> Architectur
     """The architecture of a named baseline.
 
     ``dlrm`` is TorchRec's DLRM (:class:`DLRMConfig`); ``deepfm`` and ``dcnv2`` are the presets of
-    ``space`` (``recnas.space.presets``: the closest designs the space expresses).
+    ``space`` (``recnas.space.presets``: the closest designs the space expresses); ``deepfm_lib`` and
+    ``dcn_lib`` the library presets (the structure of the libraries' DeepFM / DCN, no space;
+    ``space`` is not read).
     """
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; choose one of {list(BASELINES)}")
     if name == "dlrm":
         return DLRMConfig()
-    from recnas.space.presets import PRESETS
+    from recnas.space.presets import LIBRARY_PRESETS, PRESETS
+
+    if name in LIBRARY_PRESETS:
+        return LIBRARY_PRESETS[name]()
     from recnas.space.space import SearchSpace
 
     return PRESETS[name](SearchSpace.load(space))

@@ -280,7 +280,8 @@ def train_baseline(
     """Trains a baseline from scratch with the same trainer, data and settings as :func:`train_export`.
 
     ``name``: ``dlrm`` (TorchRec's DLRM, Criteo sizes), ``deepfm`` or ``dcnv2`` (the presets of
-    ``space``, built as ``CTRModel``; see ``recnas.space.presets``). ``config``: how to train
+    ``space``, built as ``CTRModel``; see ``recnas.space.presets``), ``deepfm_lib`` or ``dcn_lib``
+    (the library presets, no space). ``config``: how to train
     (``None``: ``ProdTrainConfig()``).
     """
     arch = baseline_architecture(name, space)
@@ -288,7 +289,8 @@ def train_baseline(
 
     fm, _ = load_prepared(data_dir)
     config = config if config is not None else ProdTrainConfig()
-    source = {"kind": "baseline", "name": name, "space": space if name != "dlrm" else None}
+    in_space = bool(getattr(arch, "space", ""))  # dlrm (a DLRMConfig) and the library presets have none
+    source = {"kind": "baseline", "name": name, "space": space if in_space else None}
     return train_architecture(
         arch, fm, data_dir, out_dir=out_dir, config=config, name=name, init="scratch", init_state=None,
         source=source, resume=resume, stop_at_step=stop_at_step,

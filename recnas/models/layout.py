@@ -97,6 +97,8 @@ class BlockLayout:
         dense_slots: ``(node, largest dense width)`` per input slot, in column order.
         sparse_slots: ``(node, largest field count)`` per input slot, in field order.
         interact / deep_fm: whether the block holds the switch's weights.
+        norm: whether the block holds LayerNorm weights (a supernet's blocks always do; a
+            standalone block of a ``norm: none`` spec does not).
     """
 
     dense_ops: tuple[str, ...]
@@ -107,6 +109,7 @@ class BlockLayout:
     sparse_slots: tuple[tuple[int, int], ...]
     interact: bool
     deep_fm: bool
+    norm: bool = True
 
     @property
     def dense_in_width(self) -> int:
@@ -246,6 +249,7 @@ def spec_layout(num_dense: int, num_sparse: int, spec: ArchSpec) -> NetLayout:
                 sparse_slots=tuple((j, fields[j]) for j in b.sparse_in),
                 interact=lv.interact,
                 deep_fm=lv.deep_fm,
+                norm=b.norm == "layernorm",
             )
         )
         dense_w.append(b.dense_dim)
@@ -284,6 +288,8 @@ def check_spec(layout: NetLayout, spec: ArchSpec, what: str = "model") -> None:
             raise SpecError(f"{where}.dense_sparse_interact: this {what} has no dense-sparse-interact weights")
         if lv.deep_fm and not bl.deep_fm:
             raise SpecError(f"{where}.deep_fm: this {what} has no deep_fm weights")
+        if b.norm == "layernorm" and not bl.norm:
+            raise SpecError(f"{where}.norm: this {what}'s block has no LayerNorm weights (built for norm 'none')")
         if b.sparse_op == "attention" and spec.embedding_dim % NUM_HEADS:
             raise SpecError(
                 f"{where}.sparse_op: attention uses {NUM_HEADS} heads, so embedding_dim must be a "

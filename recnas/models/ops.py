@@ -19,6 +19,10 @@ subnet's active units, before the activation. Its affine weight / bias are the f
 the largest LN's ``(Dmax,)`` parameters (``{name}_weight`` / ``{name}_bias``, initialised to 1 / 0),
 so a standalone model at the spec's sizes holds exactly the slices. The linear biases are kept
 (redundant before an LN's bias, but harmless, and it keeps every op's linear layer the same).
+
+A block whose spec says ``norm: none`` (:data:`recnas.space.spec.NORMS`) runs the same ops with every
+one of these LayerNorms left out (the identity); attention's own two LayerNorms stay. Its standalone
+model holds no LayerNorm weights; a supernet (which always holds them) does not slice them for it.
 """
 
 from __future__ import annotations
@@ -89,6 +93,34 @@ def _ln(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return F.layer_norm(h, (h.shape[-1],), w, b)
 
 
+def _add_norms(m: nn.Module, bl: BlockLayout, device: torch.device | None, **dims: int) -> None:
+    """Registers the LayerNorm affines ``{name}_weight`` / ``{name}_bias`` ``(dim,)`` for each
+    ``name=dim``, in that order, when the block holds LayerNorms (``bl.norm``); else none."""
+    m.norm_names = tuple(dims) if bl.norm else ()
+    for name in m.norm_names:
+        setattr(m, f"{name}_weight", _param(dims[name], device=device))
+        setattr(m, f"{name}_bias", _param(dims[name], device=device))
+
+
+def _init_norms(m: nn.Module) -> None:
+    _ln_init(*(getattr(m, f"{n}_{k}") for n in m.norm_names for k in ("weight", "bias")))
+
+
+def _norm_slices(m: nn.Module, p: BlockPlan, **rows: Index) -> dict[str, torch.Tensor]:
+    """The LayerNorm affines the plan's block uses: ``{name}_weight`` / ``{name}_bias`` cut to
+    ``rows[name]``, or none when its spec says ``norm: none``."""
+    if p.spec.norm != "layernorm":
+        return {}
+    return {f"{n}_{k}": take(getattr(m, f"{n}_{k}"), rows[n]) for n in rows for k in ("weight", "bias")}
+
+
+def _normed(h: torch.Tensor, w: dict[str, torch.Tensor], name: str) -> torch.Tensor:
+    """``LN(h)`` with the affine ``w[name_weight]``, ``w[name_bias]`` when sliced, else ``h``."""
+    if f"{name}_weight" not in w:
+        return h
+    return _ln(h, w[f"{name}_weight"], w[f"{name}_bias"])
+
+
 def _efc(s: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``out[:, k, :] = sum_f w[k, f] s[:, f, :] + b[k]``: ``(B, Ns, e)`` -> ``(B, sd, e)``."""
     return F.linear(s.transpose(1, 2), w, b).transpose(1, 2)
@@ -101,26 +133,24 @@ class ElasticFC(nn.Module):
         super().__init__()
         self.weight = _param(bl.dense_dim, bl.dense_in_width, device=device)
         self.bias = _param(bl.dense_dim, device=device)
-        self.norm_weight = _param(bl.dense_dim, device=device)
-        self.norm_bias = _param(bl.dense_dim, device=device)
+        _add_norms(self, bl, device, norm=bl.dense_dim)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         _linear_init(self.weight, self.bias, self.weight.shape[1])
-        _ln_init(self.norm_weight, self.norm_bias)
+        _init_norms(self)
 
     def sliced(self, p: BlockPlan) -> dict[str, torch.Tensor]:
         return {
             "weight": take(self.weight, p.d_rows, p.x_cols),
             "bias": take(self.bias, p.d_rows),
-            "norm_weight": take(self.norm_weight, p.d_rows),
-            "norm_bias": take(self.norm_bias, p.d_rows),
+            **_norm_slices(self, p, norm=p.d_rows),
         }
 
     def forward(self, x: torch.Tensor, s: torch.Tensor, p: BlockPlan) -> torch.Tensor:
         """x ``(B, Dx)``, s unused -> ``(B, d)``."""
         w = self.sliced(p)
-        return F.relu(_ln(F.linear(x, w["weight"], w["bias"]), w["norm_weight"], w["norm_bias"]))
+        return F.relu(_normed(F.linear(x, w["weight"], w["bias"]), w, "norm"))
 
     @staticmethod
     def macs(d: int, dx: int, ns: int, e: int) -> int:
@@ -152,17 +182,14 @@ class ElasticDot(nn.Module):
         self.field_proj_bias = _param(k, device=device)
         self.weight = _param(bl.dense_dim, bl.dense_in_width + k * (k + 1) // 2, device=device)
         self.bias = _param(bl.dense_dim, device=device)
-        self.proj_norm_weight = _param(e_max, device=device)
-        self.proj_norm_bias = _param(e_max, device=device)
-        self.norm_weight = _param(bl.dense_dim, device=device)
-        self.norm_bias = _param(bl.dense_dim, device=device)
+        _add_norms(self, bl, device, proj_norm=e_max, norm=bl.dense_dim)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         _linear_init(self.proj, None, self.proj.shape[1])
         _linear_init(self.field_proj, self.field_proj_bias, self.field_proj.shape[1])
         _linear_init(self.weight, self.bias, self.weight.shape[1])
-        _ln_init(self.proj_norm_weight, self.proj_norm_bias, self.norm_weight, self.norm_bias)
+        _init_norms(self)
 
     def sliced(self, p: BlockPlan) -> dict[str, torch.Tensor]:
         return {
@@ -171,22 +198,19 @@ class ElasticDot(nn.Module):
             "field_proj_bias": take(self.field_proj_bias, p.q_rows),
             "weight": take(self.weight, p.d_rows, p.dot_cols),
             "bias": take(self.bias, p.d_rows),
-            "proj_norm_weight": take(self.proj_norm_weight, p.e_rows),
-            "proj_norm_bias": take(self.proj_norm_bias, p.e_rows),
-            "norm_weight": take(self.norm_weight, p.d_rows),
-            "norm_bias": take(self.norm_bias, p.d_rows),
+            **_norm_slices(self, p, proj_norm=p.e_rows, norm=p.d_rows),
         }
 
     def forward(self, x: torch.Tensor, s: torch.Tensor, p: BlockPlan) -> torch.Tensor:
         """x ``(B, Dx)``, s ``(B, Ns, e)`` -> ``(B, d)``."""
         w = self.sliced(p)
-        px = F.relu(_ln(F.linear(x, w["proj"]), w["proj_norm_weight"], w["proj_norm_bias"]))  # (B, e)
+        px = F.relu(_normed(F.linear(x, w["proj"]), w, "proj_norm"))  # (B, e)
         q = _efc(s, w["field_proj"], w["field_proj_bias"])  # q = Q s + b_q over the field axis: (B, k, e)
         z = torch.cat([px.unsqueeze(1), q], dim=1)  # (B, 1+k, e)
         zz = torch.bmm(z, z.transpose(1, 2)).flatten(1)  # (B, (1+k)^2)
         pairs = zz.index_select(1, p.pair_idx)  # (B, k(k+1)/2)
         h = torch.cat([x, pairs], dim=1)
-        return F.relu(_ln(F.linear(h, w["weight"], w["bias"]), w["norm_weight"], w["norm_bias"]))
+        return F.relu(_normed(F.linear(h, w["weight"], w["bias"]), w, "norm"))
 
     @staticmethod
     def macs(d: int, dx: int, ns: int, e: int) -> int:
@@ -209,16 +233,13 @@ class _TwoBranch(nn.Module):
         self.bias1 = _param(bl.dense_dim, device=device)
         self.weight2 = _param(bl.dense_dim, bl.sparse_in_fields * e_max, device=device)
         self.bias2 = _param(bl.dense_dim, device=device)
-        self.norm1_weight = _param(bl.dense_dim, device=device)
-        self.norm1_bias = _param(bl.dense_dim, device=device)
-        self.norm2_weight = _param(bl.dense_dim, device=device)
-        self.norm2_bias = _param(bl.dense_dim, device=device)
+        _add_norms(self, bl, device, norm1=bl.dense_dim, norm2=bl.dense_dim)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         _linear_init(self.weight1, self.bias1, self.weight1.shape[1])
         _linear_init(self.weight2, self.bias2, self.weight2.shape[1])
-        _ln_init(self.norm1_weight, self.norm1_bias, self.norm2_weight, self.norm2_bias)
+        _init_norms(self)
 
     def sliced(self, p: BlockPlan) -> dict[str, torch.Tensor]:
         return {
@@ -226,18 +247,15 @@ class _TwoBranch(nn.Module):
             "bias1": take(self.bias1, p.d_rows),
             "weight2": take(self.weight2, p.d_rows, p.s_flat),
             "bias2": take(self.bias2, p.d_rows),
-            "norm1_weight": take(self.norm1_weight, p.d_rows),
-            "norm1_bias": take(self.norm1_bias, p.d_rows),
-            "norm2_weight": take(self.norm2_weight, p.d_rows),
-            "norm2_bias": take(self.norm2_bias, p.d_rows),
+            **_norm_slices(self, p, norm1=p.d_rows, norm2=p.d_rows),
         }
 
     def _branches(self, x: torch.Tensor, s: torch.Tensor, p: BlockPlan) -> tuple[torch.Tensor, torch.Tensor]:
         """x ``(B, Dx)``, s ``(B, Ns, e)`` -> ``a = relu(LN1(W1 x + b1))``, ``b = LN2(W2 flat(s) + b2)``, ``(B, d)``."""
         w = self.sliced(p)
-        a = F.relu(_ln(F.linear(x, w["weight1"], w["bias1"]), w["norm1_weight"], w["norm1_bias"]))
+        a = F.relu(_normed(F.linear(x, w["weight1"], w["bias1"]), w, "norm1"))
         b = F.linear(s.reshape(s.shape[0], -1), w["weight2"], w["bias2"])
-        return a, _ln(b, w["norm2_weight"], w["norm2_bias"])
+        return a, _normed(b, w, "norm2")
 
     @staticmethod
     def macs(d: int, dx: int, ns: int, e: int) -> int:
@@ -272,14 +290,13 @@ class ElasticCross(nn.Module):
         self.bias0 = _param(bl.dense_dim, device=device)
         self.weight1 = _param(bl.dense_dim, bl.dense_dim, device=device)
         self.bias1 = _param(bl.dense_dim, device=device)
-        self.norm0_weight = _param(bl.dense_dim, device=device)
-        self.norm0_bias = _param(bl.dense_dim, device=device)
+        _add_norms(self, bl, device, norm0=bl.dense_dim)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         _linear_init(self.weight0, self.bias0, self.weight0.shape[1])
         _linear_init(self.weight1, self.bias1, self.weight1.shape[1])
-        _ln_init(self.norm0_weight, self.norm0_bias)
+        _init_norms(self)
 
     def sliced(self, p: BlockPlan) -> dict[str, torch.Tensor]:
         return {
@@ -287,14 +304,13 @@ class ElasticCross(nn.Module):
             "bias0": take(self.bias0, p.d_rows),
             "weight1": take(self.weight1, p.d_rows, p.d_rows),
             "bias1": take(self.bias1, p.d_rows),
-            "norm0_weight": take(self.norm0_weight, p.d_rows),
-            "norm0_bias": take(self.norm0_bias, p.d_rows),
+            **_norm_slices(self, p, norm0=p.d_rows),
         }
 
     def forward(self, x: torch.Tensor, s: torch.Tensor, p: BlockPlan) -> torch.Tensor:
         """x ``(B, Dx)``, s unused -> ``(B, d)``."""
         w = self.sliced(p)
-        u = _ln(F.linear(x, w["weight0"], w["bias0"]), w["norm0_weight"], w["norm0_bias"])
+        u = _normed(F.linear(x, w["weight0"], w["bias0"]), w, "norm0")
         return u * F.linear(u, w["weight1"], w["bias1"]) + u
 
     @staticmethod
@@ -313,26 +329,24 @@ class ElasticEFC(nn.Module):
         super().__init__()
         self.weight = _param(bl.sparse_dim, bl.sparse_in_fields, device=device)
         self.bias = _param(bl.sparse_dim, device=device)
-        self.norm_weight = _param(e_max, device=device)
-        self.norm_bias = _param(e_max, device=device)
+        _add_norms(self, bl, device, norm=e_max)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         _linear_init(self.weight, self.bias, self.weight.shape[1])
-        _ln_init(self.norm_weight, self.norm_bias)
+        _init_norms(self)
 
     def sliced(self, p: BlockPlan) -> dict[str, torch.Tensor]:
         return {
             "weight": take(self.weight, p.s_rows, p.s_fields),
             "bias": take(self.bias, p.s_rows),
-            "norm_weight": take(self.norm_weight, p.e_rows),
-            "norm_bias": take(self.norm_bias, p.e_rows),
+            **_norm_slices(self, p, norm=p.e_rows),
         }
 
     def forward(self, s: torch.Tensor, p: BlockPlan) -> torch.Tensor:
         """s ``(B, Ns, e)`` -> ``(B, sd, e)``."""
         w = self.sliced(p)
-        return _ln(_efc(s, w["weight"], w["bias"]), w["norm_weight"], w["norm_bias"])
+        return _normed(_efc(s, w["weight"], w["bias"]), w, "norm")
 
     @staticmethod
     def macs(sd: int, ns: int, e: int) -> int:
@@ -428,26 +442,24 @@ class DeepFM(nn.Module):
     def __init__(self, bl: BlockLayout, e_max: int, device: torch.device | None = None) -> None:
         super().__init__()
         self.weight = _param(bl.dense_dim, e_max, device=device)
-        self.norm_weight = _param(bl.dense_dim, device=device)
-        self.norm_bias = _param(bl.dense_dim, device=device)
+        _add_norms(self, bl, device, norm=bl.dense_dim)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         _linear_init(self.weight, None, self.weight.shape[1])
-        _ln_init(self.norm_weight, self.norm_bias)
+        _init_norms(self)
 
     def sliced(self, p: BlockPlan) -> dict[str, torch.Tensor]:
         return {
             "weight": take(self.weight, p.d_rows, p.e_rows),
-            "norm_weight": take(self.norm_weight, p.d_rows),
-            "norm_bias": take(self.norm_bias, p.d_rows),
+            **_norm_slices(self, p, norm=p.d_rows),
         }
 
     def forward(self, y0: torch.Tensor, t0: torch.Tensor, p: BlockPlan) -> torch.Tensor:
         """y0 ``(B, d)``, t0 ``(B, sd, e)`` -> ``(B, d)``."""
         w = self.sliced(p)
         fm = 0.5 * (t0.sum(1).square() - t0.square().sum(1))
-        return y0 + _ln(F.linear(fm, w["weight"]), w["norm_weight"], w["norm_bias"])
+        return y0 + _normed(F.linear(fm, w["weight"]), w, "norm")
 
     @staticmethod
     def macs(d: int, sd: int, e: int) -> int:
@@ -464,26 +476,24 @@ class DenseSparseInteract(nn.Module):
         super().__init__()
         self.weight = _param(e_max, bl.dense_dim, device=device)
         self.bias = _param(e_max, device=device)
-        self.norm_weight = _param(e_max, device=device)
-        self.norm_bias = _param(e_max, device=device)
+        _add_norms(self, bl, device, norm=e_max)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         _linear_init(self.weight, self.bias, self.weight.shape[1])
-        _ln_init(self.norm_weight, self.norm_bias)
+        _init_norms(self)
 
     def sliced(self, p: BlockPlan) -> dict[str, torch.Tensor]:
         return {
             "weight": take(self.weight, p.e_rows, p.d_rows),
             "bias": take(self.bias, p.e_rows),
-            "norm_weight": take(self.norm_weight, p.e_rows),
-            "norm_bias": take(self.norm_bias, p.e_rows),
+            **_norm_slices(self, p, norm=p.e_rows),
         }
 
     def forward(self, y0: torch.Tensor, t0: torch.Tensor, p: BlockPlan) -> torch.Tensor:
         """y0 ``(B, d)``, t0 ``(B, sd, e)`` -> ``(B, sd + 1, e)``."""
         w = self.sliced(p)
-        extra = _ln(F.linear(y0, w["weight"], w["bias"]), w["norm_weight"], w["norm_bias"])
+        extra = _normed(F.linear(y0, w["weight"], w["bias"]), w, "norm")
         return torch.cat([t0, extra.unsqueeze(1)], dim=1)
 
     @staticmethod

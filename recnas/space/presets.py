@@ -14,6 +14,14 @@ design that the space can express, not a byte-for-byte copy:
 Where the space lacks an op or switch the design needs, the preset raises
 :class:`~recnas.space.spec.SpecError` saying what is missing.
 
+The **library presets** (:data:`LIBRARY_PRESETS`: ``deepfm_lib``, ``dcn_lib``) are not specs of a
+space: they mirror the structure of the models users train from a library (deepctr-torch 0.3.0's
+``DeepFM`` and ``DCN`` with their defaults): as many blocks as the library model has layers, its
+widths, and ``norm: none`` blocks (no LayerNorm, as the library). No shipped space holds them (the
+spaces fix 7 blocks and a LayerNorm after every linear map); ``CTRModel`` builds them as any spec.
+How they still differ from the library models, and the measurements that chose them:
+``reports/presets/NOTES.md``.
+
 Example::
 
     >>> from recnas.space import SearchSpace
@@ -30,7 +38,8 @@ from typing import Callable
 from recnas.space.space import SearchSpace
 from recnas.space.spec import ArchSpec, BlockSpec, SpecError
 
-__all__ = ["dlrm_like", "deepfm_like", "dcnv2_like", "wide_deep_like", "PRESETS"]
+__all__ = ["dlrm_like", "deepfm_like", "dcnv2_like", "wide_deep_like", "PRESETS", "deepfm_lib", "dcn_lib",
+           "LIBRARY_PRESETS"]
 
 # Widths of the published designs (Criteo configurations).
 _DLRM_BOTTOM = (512, 256, 64, 16)  # DLRM Criteo-Kaggle bottom MLP 13-512-256-64-16
@@ -186,3 +195,56 @@ PRESETS: dict[str, Callable[[SearchSpace], ArchSpec]] = {
     "dcnv2": dcnv2_like,
     "wide_deep": wide_deep_like,
 }
+
+
+# -- library presets: the structure of the libraries' models, outside any space -------------------
+_LIB_DEEPFM_DNN = (256, 128)  # deepctr-torch DeepFM's dnn_hidden_units default
+_LIB_DCN_DNN = (128, 128)  # deepctr-torch DCN's dnn_hidden_units default
+_LIB_DCN_INPUT = 128  # width of the input layer the cross layer reads (chosen on validation, see below)
+_LIB_FM_FIELDS = 26  # fields of the FM / linear part's efc (Criteo's 26 categorical features)
+
+
+def _lib_block(dense_op: str, width: int, dense_in: tuple[int, ...], *, sparse_dim: int = 16,
+               deep_fm: bool = False) -> BlockSpec:
+    return BlockSpec(dense_op=dense_op, sparse_op="efc", dense_dim=width, sparse_dim=sparse_dim,
+                     dense_in=dense_in, sparse_in=(0,), deep_fm=deep_fm, norm="none")
+
+
+def deepfm_lib(embedding_dim: int = 16) -> ArchSpec:
+    """DeepFM as deepctr-torch builds it by default: a 256-128 MLP over [dense, embeddings] plus FM.
+
+    Block 0 is ``sum`` 256 (``relu(W1 x) + relu(W2 flat(embeddings))``, the MLP's first layer),
+    block 1 ``fc`` 128 with ``deep_fm`` on over ``efc`` (26 fields) of the raw embeddings; the head's
+    linear map over that ``efc`` output is the linear part. Every block ``norm: none``. Differences
+    from the library's model (first layer as a sum of two relus, FM over learned field mixes,
+    nn.Linear init, recnas's training recipe) are listed in ``reports/presets/NOTES.md``.
+    """
+    w1, w2 = _LIB_DEEPFM_DNN
+    return ArchSpec(embedding_dim, (
+        _lib_block("sum", w1, (0,)),
+        _lib_block("fc", w2, (1,), sparse_dim=_LIB_FM_FIELDS, deep_fm=True),
+    ))
+
+
+def dcn_lib(embedding_dim: int = 16) -> ArchSpec:
+    """DCN as deepctr-torch builds it by default, in parallel form: cross and deep part side by side.
+
+    Block 0 is ``sum`` 128 (the input layer ``x0`` over [dense, flat(embeddings)]), block 1 one
+    ``cross`` layer on ``x0`` (``u * (W1 u + b1) + u``, ``u = W0 x0``), block 2 the first deep layer
+    (``fc`` 128 on ``x0``), block 3 ``fc`` 128 over [cross output, deep layer 1], whose sparse op
+    ``efc`` (26 fields) of the raw embeddings gives the head a linear part. Every block ``norm:
+    none``. One recnas cross layer, not the library's two: recnas's cross multiplies its own
+    projected input, so two stacked ones form degree-4 products and diverged without LayerNorm in
+    1 of 5 seeds (with LayerNorm they trained worse); see ``reports/presets/NOTES.md``.
+    """
+    d1, d2 = _LIB_DCN_DNN
+    return ArchSpec(embedding_dim, (
+        _lib_block("sum", _LIB_DCN_INPUT, (0,)),
+        _lib_block("cross", _LIB_DCN_INPUT, (1,)),
+        _lib_block("fc", d1, (1,)),
+        _lib_block("fc", d2, (2, 3), sparse_dim=_LIB_FM_FIELDS),
+    ))
+
+
+#: Library preset name -> function() -> ArchSpec (specs of no space; ``norm: none`` blocks).
+LIBRARY_PRESETS: dict[str, Callable[[], ArchSpec]] = {"deepfm_lib": deepfm_lib, "dcn_lib": dcn_lib}

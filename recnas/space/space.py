@@ -240,6 +240,8 @@ class SearchSpace:
                     shown = [str(x).lower() if isinstance(x, bool) else x for x in values]
                     vv = str(v).lower() if isinstance(v, bool) else v
                     raise SpecError(f"blocks[{i}].{key}: {vv!r} not in {shown} (space {self.name!r})")
+            if b.norm != "layernorm":  # the shipped spaces are NASRec's: a LayerNorm after every linear map
+                raise SpecError(f"blocks[{i}].norm: {b.norm!r} not in ['layernorm'] (space {self.name!r})")
             for key in ("dense_in", "sparse_in"):
                 nodes = getattr(b, key)
                 if not 1 <= len(nodes) <= self._n_conn(i):

@@ -25,7 +25,12 @@ import json
 from dataclasses import dataclass, fields
 from typing import Any
 
-__all__ = ["BlockSpec", "ArchSpec", "SpecError"]
+__all__ = ["BlockSpec", "ArchSpec", "SpecError", "NORMS"]
+
+#: A block's normalisation (``BlockSpec.norm``): ``layernorm`` (NASRec's ``use_layernorm=1``, the
+#: default: a LayerNorm after every linear map of the block's ops and switches) or ``none`` (no
+#: LayerNorm after them; attention's own two LayerNorms stay, they are part of that op).
+NORMS: tuple[str, ...] = ("layernorm", "none")
 
 
 class SpecError(ValueError):
@@ -55,6 +60,9 @@ class BlockSpec:
             into the sparse input.
         dense_sparse_interact: append one field ``Linear(dense_out) -> e`` to the sparse output.
         deep_fm: add ``Linear(FM(sparse_out))`` to the dense output.
+        norm: ``layernorm`` (default) or ``none``, see :data:`NORMS`. Not written by ``to_dict``
+            (so not in the key) at its default, so every spec made before the option keeps its
+            serialisation and hash.
     """
 
     dense_op: str
@@ -65,6 +73,7 @@ class BlockSpec:
     sparse_in: tuple[int, ...]
     dense_sparse_interact: bool = False
     deep_fm: bool = False
+    norm: str = "layernorm"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dense_in", _as_tuple("dense_in", self.dense_in))
@@ -81,6 +90,8 @@ class BlockSpec:
                 raise SpecError(f"{name}: expected true or false, got {getattr(self, name)!r}")
         if not self.dense_in or not self.sparse_in:
             raise SpecError("dense_in and sparse_in must each name at least one node")
+        if self.norm not in NORMS:
+            raise SpecError(f"norm: expected one of {list(NORMS)}, got {self.norm!r}")
 
     @property
     def sparse_out_fields(self) -> int:
@@ -90,6 +101,8 @@ class BlockSpec:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["dense_in"] = list(self.dense_in)
         d["sparse_in"] = list(self.sparse_in)
+        if self.norm == NORMS[0]:
+            del d["norm"]  # the default stays out of the serialisation and the key
         return d
 
     @classmethod
