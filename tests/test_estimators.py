@@ -57,7 +57,8 @@ def test_registry_names_params_and_clone() -> None:
     with pytest.raises(ValueError, match=r"unknown parameters \['lam'\]; allowed parameters are \['weights'"):
         make_estimator("sigeo", lam=1)
     est = make_estimator("sigeo", weights=(1.0, 2.0, 3.0), local_steps=4)
-    assert est.get_params() == {"weights": (1.0, 2.0, 3.0), "embeddings": "none", "local_steps": 4, "local_lr": 0.04}
+    assert est.get_params() == {"weights": (1.0, 2.0, 3.0), "embeddings": "none", "local_steps": 4, "local_lr": 0.04,
+                                "scope": "all", "reduce": "sum", "loss_on": "train"}
     twin = est.clone()
     assert twin is not est and twin.get_params() == est.get_params()
     assert twin.set_params(local_steps=0).local_steps == 0 and est.local_steps == 4

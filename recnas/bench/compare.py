@@ -9,7 +9,8 @@
    the warm-up and the scoring batches are made by :mod:`recnas.study.context`, as in the search;
 4. computes SiGeo's three raw terms for each (fraction, init, embeddings mode) of the ablation and
    combines them under every weight triple (one gradient pass serves all combinations and the
-   ``sigeo`` entries with the same options);
+   ``sigeo`` entries with the same options; the entries whose options differ only in the ZiCo
+   term's ``scope`` / ``reduce`` or in ``loss_on`` share that pass too, each cached on its own);
 5. judges every score vector with :func:`recnas.bench.stats.compare` against the seed-averaged test
    log loss (Spearman, Kendall, top-10 % precision, bootstrap intervals, noise ceiling, fraction
    of the ceiling, seconds) and writes ``results.csv``, ``scores.csv``, ``report.md`` and the plots;
@@ -123,26 +124,42 @@ class _Cache:
     def get_or_compute(self, name: str, settings: dict[str, Any], one: Callable[[ArchSpec], Any],
                        width: int = 1) -> tuple[np.ndarray, float]:
         """``(n, width)`` rows of ``one(spec)`` for every architecture, and the seconds they took."""
+        return self.get_or_compute_group([(name, settings)], lambda sp, _which: [one(sp)], width)[0]
+
+    def get_or_compute_group(self, items: Sequence[tuple[str, dict[str, Any]]],
+                             many: Callable[[ArchSpec, list[int]], Sequence[Any]],
+                             width: int = 1) -> list[tuple[np.ndarray, float]]:
+        """:meth:`get_or_compute` of several score vectors that one computation serves:
+        ``many(spec, which)`` returns the rows of ``items[i]`` for each ``i`` in ``which`` (the items
+        this architecture lacks), in that order. Each item is stored under its own settings, with the
+        seconds of the computation that made it (what it would cost alone)."""
         from recnas.identity import digest
 
-        measure, ident = str(settings.get("what", name)), digest(settings)
-        found = [self.store.lookup(k, measure, ident) for k in self.keys]
-        if any(r is None for r in found):
-            legacy = self._legacy(name, settings)
-            if legacy is not None and all(r is None for r in found):
-                values, total = legacy
-                rows = values.reshape(len(self.keys), width)
-                for spec, row in zip(self.specs, rows):
-                    self._put(spec, measure, ident, row, total / len(self.keys))
-            else:
-                for spec, r in zip(self.specs, found):
-                    if r is None:
-                        t0 = time.perf_counter()
-                        row = _per_spec(one, [spec], width)[0]
-                        self._put(spec, measure, ident, row, time.perf_counter() - t0)
-            found = [self.store.lookup(k, measure, ident) for k in self.keys]
-        rows = np.array([[np.nan if v is None else v for v in r["values"]["v"]] for r in found], dtype=np.float64)
-        return rows, float(sum(r["seconds"] for r in found))
+        keyed = [(str(settings.get("what", name)), digest(settings)) for name, settings in items]
+        found = [[self.store.lookup(k, m, i) for k in self.keys] for m, i in keyed]
+        for j, (name, settings) in enumerate(items):
+            if all(r is None for r in found[j]):
+                legacy = self._legacy(name, settings)
+                if legacy is not None:
+                    values, total = legacy
+                    for spec, row in zip(self.specs, values.reshape(len(self.keys), width)):
+                        self._put(spec, *keyed[j], row, total / len(self.keys))
+                    found[j] = [self.store.lookup(k, *keyed[j]) for k in self.keys]
+        for a, spec in enumerate(self.specs):
+            which = [j for j in range(len(items)) if found[j][a] is None]
+            if not which:
+                continue
+            t0 = time.perf_counter()
+            rows = _per_spec(lambda sp: np.asarray(many(sp, which), dtype=np.float64), [spec], len(which) * width)[0]
+            secs = time.perf_counter() - t0
+            for j, row in zip(which, rows.reshape(len(which), width)):
+                self._put(spec, *keyed[j], row, secs)
+                found[j][a] = self.store.lookup(self.keys[a], *keyed[j])
+        out = []
+        for col in found:
+            rows = np.array([[np.nan if v is None else v for v in r["values"]["v"]] for r in col], dtype=np.float64)
+            out.append((rows, float(sum(r["seconds"] for r in col))))
+        return out
 
     def _put(self, spec: ArchSpec, measure: str, ident: str, row: np.ndarray, seconds: float) -> None:
         v = [float(x) if np.isfinite(x) else None for x in np.asarray(row, dtype=np.float64).reshape(-1)]
@@ -208,10 +225,28 @@ def _fill(scores: np.ndarray) -> tuple[np.ndarray, int]:
     return s, int(bad.sum())
 
 
+#: SiGeo's parameters that decide its raw terms (all but ``weights``), in this order
+_SIGEO_OPTIONS = ("embeddings", "local_steps", "local_lr", "scope", "reduce", "loss_on")
+
+
+def _sigeo_options(est: Any) -> tuple:
+    """A SiGeo estimator's term-deciding options as a hashable tuple (``_SIGEO_OPTIONS`` order)."""
+    p = est.get_params()
+    return (p["embeddings"], int(p["local_steps"]), float(p["local_lr"]), p["scope"], p["reduce"], p["loss_on"])
+
+
+def _sigeo_estimator(opts: tuple) -> Any:
+    """The SiGeo estimator (default weights) of an option tuple of :func:`_sigeo_options`."""
+    from recnas.estimators import SiGeo
+
+    return SiGeo(**dict(zip(_SIGEO_OPTIONS, opts)))
+
+
 def _score_all(cfg: BenchConfig, specs: list[ArchSpec], contexts: dict[tuple[str, float], Any],
                cache: _Cache, progress: bool) -> list[ScoreSet]:
     """Every estimator entry and ablation combination in every context ``(init, fraction)``."""
     from recnas.estimators import SiGeo
+    from recnas.estimators.sigeo import SIGEO_TERMS, shared_terms
 
     sets: list[ScoreSet] = []
     terms_memo: dict[tuple, tuple[np.ndarray, float]] = {}
@@ -220,18 +255,47 @@ def _score_all(cfg: BenchConfig, specs: list[ArchSpec], contexts: dict[tuple[str
     def ctx_name(init: str, frac: float) -> str:
         return init if init != "inherit" else f"inherit {_frac_name(frac)}"
 
-    def terms(opts: tuple[str, int, float], init: str, frac: float) -> tuple[np.ndarray, float]:
-        key = (opts, init, frac)
-        if key not in terms_memo:
-            emb, steps, lr = opts
-            est = SiGeo(embeddings=emb, local_steps=steps, local_lr=lr)
-            settings = {"what": "sigeo_terms", "params": est.get_params(), "ctx": ctx_settings(init, frac)}
-            name = f"sigeo_terms-{emb}-{steps}-{init}-{frac:g}-{_digest(settings)}"
-            rows, secs = cache.get_or_compute(name, settings, lambda sp: est.terms([sp], contexts[(init, frac)])[0], 3)
-            terms_memo[key] = (rows, secs)
-            if progress:
-                print(f"  sigeo terms ({emb}, {ctx_name(init, frac)}): {secs:.1f} s", file=sys.stderr, flush=True)
-        return terms_memo[key]
+    def options(init: str) -> list[tuple]:
+        """Every SiGeo option set (``_SIGEO_OPTIONS``, weights aside) scored in context ``init``."""
+        opts: dict[tuple, None] = {}
+        for e in cfg.estimators:
+            if not e.needs_fit and init in e.resolved_inits():
+                est = e.make()
+                if isinstance(est, SiGeo):
+                    opts[_sigeo_options(est)] = None
+        if init in cfg.sigeo_ablation.inits:
+            for emb in cfg.sigeo_ablation.embeddings:
+                opts[_sigeo_options(SiGeo(embeddings=emb))] = None
+        return list(opts)
+
+    def terms(opts: tuple, init: str, frac: float) -> tuple[np.ndarray, float]:
+        if (opts, init, frac) not in terms_memo:
+            # every option set of this context that takes the same gradients shares one pass
+            # (SiGeo.gradient_key: embeddings, local steps, local lr); each is cached on its own
+            group = [o for o in options(init) if _sigeo_estimator(o).gradient_key() == _sigeo_estimator(opts).gradient_key()
+                     and (o, init, frac) not in terms_memo]
+            if opts not in group:
+                group.append(opts)
+            ests = [_sigeo_estimator(o) for o in group]
+            items = []
+            for est in ests:
+                settings = {"what": "sigeo_terms", "params": est.identity_params(), "ctx": ctx_settings(init, frac)}
+                p = est.get_params()
+                items.append((f"sigeo_terms-{p['embeddings']}-{p['local_steps']}-{init}-{frac:g}-{_digest(settings)}",
+                              settings))
+
+            def many(sp: ArchSpec, which: list[int]) -> list[list[float]]:
+                got = shared_terms([ests[j] for j in which], sp, contexts[(init, frac)])
+                return [[t[k] for k in SIGEO_TERMS] for t in got]
+
+            for o, est, (rows, secs) in zip(group, ests, cache.get_or_compute_group(items, many, 3)):
+                terms_memo[(o, init, frac)] = (rows, secs)
+                if progress:
+                    extra = {k: v for k, v in est.identity_params().items() if k in SiGeo.later_params}
+                    print(f"  sigeo terms ({est.embeddings}, {est.local_steps} local steps"
+                          f"{''.join(f', {k} {v}' for k, v in extra.items())}; {ctx_name(init, frac)}): {secs:.1f} s",
+                          file=sys.stderr, flush=True)
+        return terms_memo[(opts, init, frac)]
 
     def ctx_settings(init: str, frac: float) -> dict[str, Any]:
         s = {"init": init, "scoring": to_dict(cfg.scoring)}
@@ -248,13 +312,12 @@ def _score_all(cfg: BenchConfig, specs: list[ArchSpec], contexts: dict[tuple[str
             label = f"{e.display} | {ctx_name(init, frac)}"
             est = e.make()
             if isinstance(est, SiGeo):
-                # SiGeo's raw terms serve every weight preset: computed once per (embeddings,
-                # local steps, local lr, context), shared with the ablation, combined per entry
-                p = est.get_params()
-                t, secs = terms((p["embeddings"], int(p["local_steps"]), float(p["local_lr"])), init, frac)
-                scores = SiGeo.combine(t, p["weights"])
+                # SiGeo's raw terms serve every weight preset: computed once per option set and
+                # context (one gradient pass per gradient_key), shared with the ablation, combined per entry
+                t, secs = terms(_sigeo_options(est), init, frac)
+                scores = SiGeo.combine(t, est.weights)
             else:
-                settings = {"what": e.name, "params": est.get_params(), "ctx": ctx_settings(init, frac)}
+                settings = {"what": e.name, "params": est.identity_params(), "ctx": ctx_settings(init, frac)}
                 rows, secs = cache.get_or_compute(
                     f"{e.display}-{init}-{frac:g}-{_digest(settings)}".replace("/", "_").replace(" ", "_"),
                     settings, lambda sp, est=est, init=init, frac=frac: est.score([sp], contexts[(init, frac)]),
@@ -267,7 +330,7 @@ def _score_all(cfg: BenchConfig, specs: list[ArchSpec], contexts: dict[tuple[str
         ab = cfg.sigeo_ablation
         if init in ab.inits:
             for emb in ab.embeddings:
-                t, secs = terms((emb, 0, 0.04), init, frac)
+                t, secs = terms(_sigeo_options(SiGeo(embeddings=emb)), init, frac)
                 for combo, w in ab.combos.items():
                     scores, failed = _fill(SiGeo.combine(t, w))
                     sets.append(ScoreSet(

@@ -403,6 +403,7 @@ def _check_estimators(cfg: BenchConfig, source: str) -> None:
         where = f"estimators[{i}]"
         try:
             est = make_estimator(e.name, **e.params)
+            est.check_params()  # option values, before any work
         except ValueError as err:
             raise ConfigError(f"{source}: '{where}': {err}") from None
         inits = e.resolved_inits()

@@ -7,6 +7,12 @@ work for free. Its main method is ``score(specs, ctx) -> (n,)`` -- one float per
 architectures, :class:`recnas.predictors.Predictor`) set ``needs_fit = True`` and add
 ``fit(specs, y) -> self``; learned state ends in ``_``.
 
+Parameter values are checked when scoring starts (:meth:`Estimator.check_params`, a one-line
+``ValueError`` naming the parameter), and configuration loaders call it to fail before any work.
+Stored scores are keyed by :meth:`Estimator.identity_params`: the parameters, except those added
+after scores were first stored (``later_params``) while they hold the value that reproduces the
+earlier scores -- so adding an option does not orphan the scores stored before it.
+
 Capabilities are class attributes that callers (the bench, the search) read instead of names:
 ``needs_weights`` (reads a candidate's weights: ``False`` for size proxies, scored once with
 ``init: none``), ``needs_supernet`` (meaningful only with inherited weights) and ``needs_fit``.
@@ -59,6 +65,8 @@ class Estimator:
     needs_weights: ClassVar[bool] = True
     needs_supernet: ClassVar[bool] = False
     needs_fit: ClassVar[bool] = False
+    #: parameters added after scores were first stored -> the value that reproduces those scores
+    later_params: ClassVar[dict[str, Any]] = {}
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -101,6 +109,16 @@ class Estimator:
             setattr(self, k, v)
         return self
 
+    def identity_params(self) -> dict[str, Any]:
+        """:meth:`get_params` without the ``later_params`` that hold their earlier value: what keys a
+        stored score (a default-valued new option leaves the keys of earlier scores unchanged)."""
+        return {k: v for k, v in self.get_params().items()
+                if not (k in self.later_params and v == self.later_params[k])}
+
+    def check_params(self) -> None:
+        """Raises a one-line ``ValueError`` naming the parameter if a value is not allowed (called when
+        scoring starts; no-op here)."""
+
     def clone(self) -> Estimator:
         """A new, unfitted estimator with deep copies of the same parameters."""
         return type(self)(**copy.deepcopy(self.get_params()))
@@ -112,6 +130,7 @@ class Estimator:
     # -- scoring ---------------------------------------------------------------------------------
     def score(self, specs: Sequence[ArchSpec], ctx: ScoringContext) -> np.ndarray:
         """Scores ``specs``: ``(len(specs),)`` float64, higher = predicted lower log loss."""
+        self.check_params()
         if self.needs_fit and not getattr(self, "is_fitted_", False):
             raise RuntimeError(f"estimator {self.name!r} must be fit before it can score")
         if self.needs_supernet and (ctx.init != "inherit" or ctx.supernet is None):

@@ -177,11 +177,11 @@ class ScoringContext:
                 module = DenseArch(self.feature_map.num_dense, self.feature_map.num_sparse, spec)
         return module.to(self.device).eval()
 
-    def candidate(self, spec: ArchSpec, which: Literal["train", "val"] = "train") -> Candidate:
-        """The dense part of ``spec`` and its inputs on ``batches`` (or ``val_batches``)."""
+    def inputs(self, spec: ArchSpec, which: Literal["train", "val"] = "train") -> list[CandidateBatch]:
+        """The dense-part inputs of ``spec`` on ``batches`` (or ``val_batches``), without a module."""
         src = self.batches if which == "train" else self.val_batches
         embs = self.embeddings(which, spec.embedding_dim)
-        cbs = [
+        return [
             CandidateBatch(
                 dense=b.dense_features,
                 emb=e,
@@ -190,4 +190,8 @@ class ScoringContext:
             )
             for b, e in zip(src, embs)
         ]
+
+    def candidate(self, spec: ArchSpec, which: Literal["train", "val"] = "train") -> Candidate:
+        """The dense part of ``spec`` and its inputs on ``batches`` (or ``val_batches``)."""
+        cbs = self.inputs(spec, which)
         return Candidate(spec, self.dense_module(spec), cbs, self.feature_map.sparse_names)

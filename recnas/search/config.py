@@ -329,7 +329,7 @@ def _check_estimator(est: EstimatorConfig, source: str) -> None:
     from recnas.estimators import make_estimator
 
     try:
-        make_estimator(est.name, **est.params)
+        make_estimator(est.name, **est.params).check_params()  # option values too, before any work
     except ValueError as e:
         raise ConfigError(f"{source}: 'estimator': {e}") from None
 

@@ -90,7 +90,9 @@ class ProxyEvaluator(Evaluator):
         super().__init__()
         self.estimator = estimator
         self.ctx = ctx
-        self._identity = {"estimator": estimator.name, "params": estimator.get_params(), **identity}
+        # identity_params: an option added later, at the value that reproduces earlier scores, keeps
+        # the stored scores' keys
+        self._identity = {"estimator": estimator.name, "params": estimator.identity_params(), **identity}
         self.measure = estimator.name
 
     def identity(self) -> dict[str, Any]:
