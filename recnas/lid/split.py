@@ -239,7 +239,7 @@ def op_signatures(net: Supernet, region: Region, space: SearchSpace, c: Choice, 
             seen = ~np.isnan(a)
             rows.append(np.where(seen, a, 0.0).sum(axis=0) / np.maximum(seen.sum(axis=0), 1))
         else:
-            rows.append((grad / len(inputs)).double().numpy())
+            rows.append((grad / len(inputs)).numpy())  # float32, as accumulated
     return ops, np.vstack(rows), {"forward": fwd, "backward": bwd}
 
 
