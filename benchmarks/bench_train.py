@@ -13,6 +13,14 @@ warm-up step", the second "how much of that is the size of the subnets, and how 
 
     .venv/bin/python benchmarks/bench_train.py              # ~2 minutes on 2 CPU cores
     .venv/bin/python benchmarks/bench_train.py --steps 60 --rows 100000 --threads 1
+    .venv/bin/python benchmarks/bench_train.py --device cuda --json out.json   # the same on a GPU
+
+``--device auto|cpu|cuda`` (sets ``RECNAS_DEVICE`` for the model processes; without it they follow
+``RECNAS_DEVICE``, else ``auto``: CUDA where available, as every recnas command) runs all four on
+that device: on CUDA the process group is NCCL and the tables use FBGEMM's CUDA kernels, and the
+table also gives each model's peak GPU memory.
+``--space`` swaps NASRec-Small for another space (``benchmarks/gpu_check.sh --cpu-dry-run`` uses
+``tiny``); ``--json`` writes the figures and ratios to a file.
 
 ``--lr-sweep PREPARED_DIR`` instead measures validation log loss against the dense Adagrad lr (the
 measurement behind ``recnas.train.trainer.DENSE_LR``), e.g. on the shared Criteo rows prepared with
@@ -87,7 +95,7 @@ def mean_subnet_flops(fm, space, n: int = 50) -> float:
                           for _ in range(n)]))
 
 
-def run_one(model: str, steps: int, warm: int, rows: int, batch_size: int) -> dict:
+def run_one(model: str, steps: int, warm: int, rows: int, batch_size: int, space_name: str = "nasrec_small") -> dict:
     """Trains ``model`` for ``warm`` untimed + ``steps`` timed steps; returns figures."""
     import torch
 
@@ -98,10 +106,15 @@ def run_one(model: str, steps: int, warm: int, rows: int, batch_size: int) -> di
     from recnas.train.trainer import TrainConfig, train
     from recnas.train.warmup import WarmupConfig, warmup
 
+    from recnas.device import resolve_device
+
     fm = _feature_map(rows)
-    space = SearchSpace.load("nasrec_small")
+    space = SearchSpace.load(space_name)
     data = _batches(fm, 16, batch_size)
-    out = {"model": model}
+    device = resolve_device()
+    out = {"model": model, "device": device}
+    if device == "cuda":
+        out["gpu"] = torch.cuda.get_device_name()
 
     def loader(n: int) -> list:
         return [data[i % len(data)] for i in range(n)]
@@ -142,6 +155,8 @@ def run_one(model: str, steps: int, warm: int, rows: int, batch_size: int) -> di
         dense_params=dense_params,
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     )
+    if device == "cuda":
+        out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return out
 
 
@@ -199,6 +214,11 @@ def main() -> int:
                          "machine make the FBGEMM kernels spin: 10x slower)")
     ap.add_argument("--no-flush-denormal", action="store_true",
                     help="keep denormal floats (the recnas CLI flushes them; applies to every model here)")
+    ap.add_argument("--device", choices=("auto", "cpu", "cuda"),
+                    help="where the models run (sets RECNAS_DEVICE for the model processes; default: as "
+                         "RECNAS_DEVICE says, else auto = CUDA if available)")
+    ap.add_argument("--space", default="nasrec_small", help="the warm-up's search space (default nasrec_small)")
+    ap.add_argument("--json", metavar="FILE", help="also write the figures and ratios to FILE")
     ap.add_argument("--lr-sweep", metavar="PREPARED_DIR", help="measure val log loss vs dense lr instead")
     ap.add_argument("--one", choices=MODELS, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -221,7 +241,7 @@ def main() -> int:
 
         torch.set_num_threads(args.threads)
         torch.set_flush_denormal(not args.no_flush_denormal)
-        print(json.dumps(run_one(args.one, args.steps, args.warm, args.rows, args.batch_size)))
+        print(json.dumps(run_one(args.one, args.steps, args.warm, args.rows, args.batch_size, args.space)))
         return 0
 
     results = {}
@@ -229,25 +249,31 @@ def main() -> int:
     for model in MODELS:
         steps = args.warmup_steps if model == "warmup" else args.steps
         cmd = [sys.executable, __file__, "--one", model, "--steps", str(steps), "--warm", str(args.warm),
-               "--rows", str(args.rows), "--batch-size", str(args.batch_size), "--threads", str(args.threads)]
+               "--rows", str(args.rows), "--batch-size", str(args.batch_size), "--threads", str(args.threads),
+               "--space", args.space]
         cmd += ["--no-flush-denormal"] if args.no_flush_denormal else []
-        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        env = {**os.environ, "PYTHONWARNINGS": "ignore", **({"RECNAS_DEVICE": args.device} if args.device else {})}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             print(proc.stderr[-3000:], file=sys.stderr)
             return proc.returncode
         results[model] = json.loads(proc.stdout.strip().splitlines()[-1])
 
     ref = results["dlrm"]["samples_per_s"]
+    device = results["dlrm"].get("device", "cpu")
+    where = (f"NCCL, CUDA on {results['dlrm'].get('gpu', 'a GPU')}" if device == "cuda"
+             else "gloo, CPU")
     print(f"bench_train: batch {args.batch_size}, 26 tables x {args.rows:,} x 16, {args.steps} timed steps "
-          f"({args.warmup_steps} for the warm-up), {args.threads} threads, world size 1 (DMP fused path, gloo, "
-          f"CPU), denormals {'kept' if args.no_flush_denormal else 'flushed'}; 1-min load average {load:.1f} before, {os.getloadavg()[0]:.1f} after")
+          f"({args.warmup_steps} for the warm-up), {args.threads} threads, world size 1 (DMP fused path, {where}), "
+          f"denormals {'kept' if args.no_flush_denormal else 'flushed'}; 1-min load average {load:.1f} before, {os.getloadavg()[0]:.1f} after")
+    gpu = device == "cuda"
     print(f"{'model':<34}{'samples/s':>12}{'vs DLRM':>10}{'goal':>8}{'dense params':>14}{'MFLOP/ex':>10}"
-          f"{'GFLOP/s':>9}{'peak RSS MB':>13}")
+          f"{'GFLOP/s':>9}{'peak RSS MB':>13}" + (f"{'peak GPU MB':>13}" if gpu else ""))
     names = {
         "dlrm": "TorchRec DLRM (reference)",
         "dlrm_flops": "TorchRec DLRM, warm-up's FLOPs",
-        "warmup": "supernet warm-up (nasrec_small)",
-        "standalone": "CTRModel dlrm_like(nasrec_small)",
+        "warmup": f"supernet warm-up ({args.space})",
+        "standalone": f"CTRModel dlrm_like({args.space})",
     }
     goals = {"dlrm": "", "dlrm_flops": "", "warmup": ">=0.5", "standalone": ">=0.8"}
     for model in MODELS:
@@ -256,7 +282,7 @@ def main() -> int:
         mflop = r["flops_per_example"] / 1e6
         print(f"{names[model]:<34}{r['samples_per_s']:>12,.0f}{ratio:>9.2f}x{goals[model]:>8}"
               f"{r['dense_params']:>14,}{mflop:>10.2f}{mflop * r['samples_per_s'] / 1e3:>9.1f}"
-              f"{r['peak_rss_mb']:>13,.0f}")
+              f"{r['peak_rss_mb']:>13,.0f}" + (f"{r.get('peak_gpu_mb', 0):>13,.0f}" if gpu else ""))
     same = results["dlrm_flops"]
     print(f"TorchRec DLRM, warm-up's FLOPs: top MLP {same['top']}; the warm-up runs at "
           f"{results['warmup']['samples_per_s'] / same['samples_per_s']:.2f}x its rate (same FLOPs/example), the "
@@ -265,6 +291,17 @@ def main() -> int:
     if "full_path_steps" in results["warmup"]:
         print(f"warm-up: {results['warmup']['full_path_steps']} of {args.warmup_steps} timed steps trained the full path "
               "(p falls 1 -> 0 over the first 20 % of the run)")
+    if args.json:
+        ratios = {
+            "warmup_vs_dlrm": results["warmup"]["samples_per_s"] / ref,
+            "warmup_vs_dlrm_flops": results["warmup"]["samples_per_s"] / same["samples_per_s"],
+            "standalone_vs_dlrm": results["standalone"]["samples_per_s"] / ref,
+        }
+        settings = {k: getattr(args, k) for k in ("steps", "warmup_steps", "warm", "rows", "batch_size", "threads",
+                                                  "device", "space")}
+        with open(args.json, "w") as f:
+            json.dump({"settings": settings, "device": device, "load_before": load, "models": results,
+                       "ratios": ratios}, f, indent=2)
     return 0
 
 

@@ -28,6 +28,11 @@ pip="$VENV/bin/python -m pip --disable-pip-version-check -q"
 $pip install --upgrade "pip>=23" >/dev/null
 if [ "$device" = cuda ]; then
   echo "recnas setup: CUDA build (torch==$TORCH_VERSION, fbgemm-gpu==$FBGEMM_VERSION)" >&2
+  # A venv set up earlier with the CPU builds: pip would keep torch 2.13.0+cpu (a local version
+  # satisfies torch==2.13.0) beside the CPU FBGEMM, so those go first.
+  if "$VENV/bin/python" -c "import sys, torch; sys.exit(torch.version.cuda is not None)" 2>/dev/null; then
+    $pip uninstall -y torch fbgemm-gpu-cpu >/dev/null
+  fi
   $pip install "torch==$TORCH_VERSION" "fbgemm-gpu==$FBGEMM_VERSION"
 else
   echo "recnas setup: CPU build (torch==$TORCH_VERSION, fbgemm-gpu-cpu==$FBGEMM_VERSION)" >&2
