@@ -51,7 +51,7 @@ def test_registry_names_params_and_clone() -> None:
         "sigeo", "zico", "oneshot", "params", "flops", "grad_norm", "snip", "synflow", "fisher",
         "naswot", "jacob_cov",
     }
-    assert PREDICTORS == ["bonas", "emprox", "gbt", "mlp", "rf", "ridge"]
+    assert PREDICTORS == ["bonas", "emprox", "gbt", "mlp", "rf", "ridge", "zc_gbt"]
     with pytest.raises(ValueError, match=r"unknown estimator 'sigeo2'; known estimators are \[.*'sigeo'"):
         make_estimator("sigeo2")
     with pytest.raises(ValueError, match=r"unknown parameters \['lam'\]; allowed parameters are \['weights'"):

@@ -5,6 +5,8 @@
     recnas bench compare PIPELINE [--set k=v ...]   # warm-up sweep, every estimator, report
     recnas bench sweep PIPELINE [--from DIR] [--out DIR]  # predictors' training-set-size sweep alone,
                                                     # from a finished comparison (e.g. reports/X)
+    recnas bench report PIPELINE [--from DIR]       # rewrite report.md from a finished comparison's files, with
+                                                    # the sweep (sweep_summary.csv) and regret/ when there
     recnas bench ceiling PIPELINE [--target 0.8]    # noise ceiling of the rows built so far, projected
                                                     # by seeds: sizes a build from a pilot, scores nothing
     recnas bench regret PIPELINE [--from DIR] [--repeats 10] [--budget N] [--strategies a,b]
@@ -34,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ("build", "train the sampled architectures for every seed (resumable)", run_build),
         ("compare", "score the architectures with every estimator and write the report", run_compare),
         ("sweep", "judge the predictor entries by the training-set-size sweep, from a finished comparison", run_sweep),
+        ("report", "rewrite report.md from a finished comparison's files (sweep and regret sections when there)",
+         run_report),
         ("ceiling", "the noise ceiling of the rows built so far and its projection by seeds (sizes a build; scores nothing)",
          run_ceiling),
         ("diagnose", "every score's correlation with size and with the truth, and the partial correlation given size",
@@ -59,6 +63,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                 "results.csv, scores.csv (default: the pipeline's output)")
             p.add_argument("--out", type=Path, metavar="DIR",
                            help="where sweep.csv, sweep_summary.csv, sweep.md and the plot go (default: --from)")
+        if name == "report":
+            p.add_argument("--from", dest="from_dir", type=Path, metavar="DIR",
+                           help="folder of a finished comparison: build.json, groundtruth.parquet or groundtruth.csv, "
+                                "results.csv, scores.csv; report.md is rewritten there (default: the pipeline's output)")
         if name == "ceiling":
             p.add_argument("--target", type=float, default=0.8, help="Kendall the truth's ceiling should reach (default 0.8)")
             p.add_argument("--archs", type=int, default=None, help="architectures of the full build (default: num_archs)")
@@ -129,6 +137,15 @@ def run_sweep(args: argparse.Namespace) -> int:
 
     cfg = load_bench(args.pipeline, args.overrides)
     print(sweep(cfg, source=str(args.pipeline), from_dir=args.from_dir, out=args.out, progress=not args.no_progress))
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from recnas.bench.compare import run_report as report
+    from recnas.bench.config import load_bench
+
+    cfg = load_bench(args.pipeline, args.overrides)
+    print(report(cfg, source=str(args.pipeline), from_dir=args.from_dir))
     return 0
 
 

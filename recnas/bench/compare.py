@@ -18,11 +18,16 @@
    (:func:`predictor_sweep`): fitted on a seeded random part of the architectures, ranking the
    held-out rest, with every other estimator judged on the same held-out sets; writes ``sweep.csv``
    (one row per estimator x training fraction x split) and ``sweep_summary.csv``. Predictors are
-   not in ``results.csv``: they are never judged on all N architectures.
+   not in ``results.csv``: they are never judged on all N architectures. A predictor that learns
+   from the proxies (``uses_scores``, e.g. ``zc_gbt``) reads the score vectors of step 5 (and
+   SiGeo's raw terms) as features, by architecture key: label-free, so fair on held-out ones.
+   The warm-ups' steps and seconds go to ``warmup.csv``.
 
 ``run_sweep(cfg)`` (``recnas bench sweep``) runs step 6 alone from a finished comparison's folder
 (ground truth, ``results.csv`` and ``scores.csv``, e.g. a committed ``reports/`` folder), without
-scoring anything again.
+scoring anything again; ``run_report(cfg)`` (``recnas bench report``) rewrites ``report.md`` from
+such a folder, with the sweep (``sweep_summary.csv``) and the regret curves (``regret/``) when
+they are there.
 
 Every score vector is cached in ``OUTPUT/scores/`` with the settings it was computed under, so a
 killed compare resumes and a rerun with more estimators only computes what is new.
@@ -51,10 +56,12 @@ from recnas.config import to_dict
 from recnas.space.space import SearchSpace
 from recnas.space.spec import ArchSpec
 
-__all__ = ["ScoreSet", "run_compare", "run_sweep", "ceiling_table", "judge", "predictor_sweep", "sweep_summary",
-           "RESULTS_FILE", "SCORES_FILE", "SWEEP_FILE", "SWEEP_SUMMARY_FILE"]
+__all__ = ["ScoreSet", "run_compare", "run_sweep", "run_report", "proxy_sets", "sigeo_term_combos", "ceiling_table",
+           "judge", "predictor_sweep", "sweep_summary",
+           "RESULTS_FILE", "SCORES_FILE", "SWEEP_FILE", "SWEEP_SUMMARY_FILE", "WARMUP_FILE"]
 
 RESULTS_FILE = "results.csv"
+WARMUP_FILE = "warmup.csv"
 SCORES_FILE = "scores.csv"
 SWEEP_FILE = "sweep.csv"
 SWEEP_SUMMARY_FILE = "sweep_summary.csv"
@@ -441,7 +448,7 @@ def predictor_sweep(predictors: Mapping[str, Any], specs: Sequence[ArchSpec], tr
     return pd.DataFrame(rows)
 
 
-def sweep_summary(sweep: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+def sweep_summary(sweep: pd.DataFrame, alpha: float = 0.05, reference: str = "params | none") -> pd.DataFrame:
     """One row per (estimator, training fraction) of :func:`predictor_sweep`'s rows.
 
     Columns: the row's facts (``label`` .. ``n_test``, ``gt_runs``), ``splits``, and for each of
@@ -450,7 +457,9 @@ def sweep_summary(sweep: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     mean ``fit_seconds`` and ``query_seconds``. A predictor's row also names the other estimator
     with the best mean held-out Kendall at that fraction (``best_other``, chosen after the fact,
     which favours it) and, paired by split, the mean Kendall difference (``kendall_diff``) and the
-    share of splits on which the predictor ranks better (``better_share``).
+    share of splits on which the predictor ranks better (``better_share``); and the same against a
+    fixed ``reference`` estimator chosen beforehand (the parameter count by default, the simplest
+    proxy): ``reference``, ``reference_diff``, ``reference_better_share`` (NaN when it is absent).
     """
     rows = []
     for (label, frac), g in sweep.groupby(["label", "train_fraction"], sort=False):
@@ -468,18 +477,28 @@ def sweep_summary(sweep: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
         rows.append(row)
     df = pd.DataFrame(rows)
     df["best_other"], df["kendall_diff"], df["better_share"] = "", np.nan, np.nan
+    df["reference"], df["reference_diff"], df["reference_better_share"] = "", np.nan, np.nan
+
+    def paired(label: str, other: str, frac: float) -> tuple[float, float]:
+        at = sweep["train_fraction"] == frac
+        b = sweep[(sweep["label"] == other) & at].set_index("split")["kendall"]
+        p = sweep[(sweep["label"] == label) & at].set_index("split")["kendall"]
+        d = (p - b.reindex(p.index)).dropna()
+        return (float(d.mean()), float((d > 0).mean())) if len(d) else (np.nan, np.nan)
+
     for frac, g in df.groupby("train_fraction", sort=False):
         others = g[g["kind"] != "predictor"]
-        if others.empty or others["kendall_mean"].isna().all():
-            continue
-        best = others.loc[others["kendall_mean"].idxmax(), "label"]
-        b = sweep[(sweep["label"] == best) & (sweep["train_fraction"] == frac)].set_index("split")["kendall"]
+        has_ref = bool((others["label"] == reference).any())
+        best = None
+        if not (others.empty or others["kendall_mean"].isna().all()):
+            best = others.loc[others["kendall_mean"].idxmax(), "label"]
         for i in g.index[g["kind"] == "predictor"]:
-            p = sweep[(sweep["label"] == df.at[i, "label"]) & (sweep["train_fraction"] == frac)].set_index("split")["kendall"]
-            d = (p - b.reindex(p.index)).dropna()
-            df.at[i, "best_other"] = best
-            df.at[i, "kendall_diff"] = float(d.mean()) if len(d) else np.nan
-            df.at[i, "better_share"] = float((d > 0).mean()) if len(d) else np.nan
+            if best is not None:
+                df.at[i, "best_other"] = best
+                df.at[i, "kendall_diff"], df.at[i, "better_share"] = paired(df.at[i, "label"], best, frac)
+            if has_ref:
+                df.at[i, "reference"] = reference
+                df.at[i, "reference_diff"], df.at[i, "reference_better_share"] = paired(df.at[i, "label"], reference, frac)
     return df
 
 
@@ -620,25 +639,59 @@ def run_compare(cfg: BenchConfig, source: str = "pipeline", progress: bool = Tru
     results.to_csv(out / RESULTS_FILE, index=False)
     scores.to_csv(out / SCORES_FILE, index=False)
     ceilings.to_csv(out / "ceiling.csv", index=False)
+    warm = pd.DataFrame(warm_info, columns=["fraction", "seconds", "steps"])
+    warm.to_csv(out / WARMUP_FILE, index=False)
     sweep = summary = None
+    handed: list[str] = []
     if any(e.needs_fit for e in cfg.estimators):
-        sweep, summary = _run_predictor_sweep(cfg, specs, truth, sets, space, out, progress)
-    return write_report(out, cfg, source, table, truth, results, scores, ceilings, pd.DataFrame(warm_info),
-                       sweep_summary=summary)
+        sweep, summary, handed = _run_predictor_sweep(cfg, specs, truth, sets, space, out, progress)
+    return write_report(out, cfg, source, table, truth, results, scores, ceilings, warm,
+                        sweep_summary=summary, proxy_columns=handed)
+
+
+def sigeo_term_combos(cfg: BenchConfig) -> list[str]:
+    """The SiGeo ablation's single-term combinations (``[1, 0, 0]``-like weights): SiGeo's three raw
+    terms, as the ``estimator`` names of their score sets (``"sigeo l1 (ZiCo)"``, ...)."""
+    return [f"sigeo {c}" for c, w in cfg.sigeo_ablation.combos.items() if sum(1 for x in w if x) == 1]
+
+
+def proxy_sets(cfg: BenchConfig, sets: Sequence[ScoreSet]) -> list[ScoreSet]:
+    """The label-free score vectors a proxy-feature predictor (``uses_scores``, e.g. ``zc_gbt``) reads:
+    every estimator's score set (every context it was scored in, ``params`` and ``flops`` included)
+    and SiGeo's three raw terms from the ablation (each embeddings mode and context)."""
+    terms = set(sigeo_term_combos(cfg))
+    return [x for x in sets if x.kind == "estimator" or (x.kind == "sigeo_ablation" and x.estimator in terms)]
 
 
 def _run_predictor_sweep(cfg: BenchConfig, specs: list[ArchSpec], truth: np.ndarray, sets: Sequence[ScoreSet],
-                         space: SearchSpace, out: Path, progress: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+                         space: SearchSpace, out: Path, progress: bool) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """:func:`predictor_sweep` of the config's predictor entries against its other estimators
-    (``kind == "estimator"``); writes ``sweep.csv`` and ``sweep_summary.csv`` into ``out``."""
+    (``kind == "estimator"``); writes ``sweep.csv`` and ``sweep_summary.csv`` into ``out``.
+
+    A predictor whose class sets ``uses_scores`` and whose ``scores`` parameter is unset gets the
+    bench's :func:`proxy_sets` as its :class:`recnas.predictors.ProxyTable` (cached scores, not
+    recomputed; matched to architectures by key). They are label-free, so reading a held-out
+    architecture's proxy scores at prediction is what every zero-cost estimator does when judged.
+    Returns the sweep rows, their summary and the proxy columns handed over (empty when none was).
+    """
+    from recnas.predictors import ProxyTable
+
     predictors = {e.display: e.make() for e in cfg.estimators if e.needs_fit}
     others = [x for x in sets if x.kind == "estimator"]
+    handed: list[str] = []
+    feature_sets = proxy_sets(cfg, sets)
+    table = ProxyTable.from_vectors([s.key() for s in specs], {x.label: x.scores for x in feature_sets},
+                                    source="the bench's score vectors")
+    for est in predictors.values():
+        if getattr(type(est), "uses_scores", False) and est.get_params().get("scores") is None:
+            est.set_params(scores=table)
+            handed = table.columns
     sweep = predictor_sweep(predictors, specs, truth, others, cfg.predictors, cfg.stats.top_frac, space, progress)
     summary = sweep_summary(sweep, cfg.stats.alpha)
     out.mkdir(parents=True, exist_ok=True)
     sweep.to_csv(out / SWEEP_FILE, index=False)
     summary.to_csv(out / SWEEP_SUMMARY_FILE, index=False)
-    return sweep, summary
+    return sweep, summary, handed
 
 
 def read_built(cfg: BenchConfig, src: Path, source: str = "pipeline") -> pd.DataFrame:
@@ -693,16 +746,84 @@ def run_sweep(cfg: BenchConfig, source: str = "pipeline", from_dir: str | os.Pat
     scores = pd.read_csv(src / SCORES_FILE)
     if scores["key"].tolist() != keys:
         raise ValueError(f"{src / SCORES_FILE}: its architectures are not this pipeline's {len(keys)} architectures")
-    results = pd.read_csv(src / RESULTS_FILE)
-    sets = []
-    for r in results[results["kind"] == "estimator"].itertuples(index=False):
-        if r.label not in scores.columns:
-            raise ValueError(f"{src / SCORES_FILE}: no column {r.label!r} (a row of {RESULTS_FILE})")
-        sets.append(ScoreSet(r.label, r.estimator, r.kind, r.init, float(r.fraction),
-                             scores[r.label].to_numpy(dtype=np.float64), float(r.seconds), failed=int(r.failed)))
+    sets = _finished_sets(cfg, src, scores)
     if progress:
         print(f"recnas bench sweep: {len(specs)} architectures x {len(cfg.train.seeds)} seeds from {src}; "
-              f"{len(sets)} score vectors; training fractions {list(cfg.predictors.train_fractions)} x "
-              f"{cfg.predictors.splits} splits", file=sys.stderr, flush=True)
-    sweep, summary = _run_predictor_sweep(cfg, specs, truth, sets, space, dst, progress)
-    return write_sweep(dst, cfg, source, summary, truth.shape, str(src))
+              f"{sum(x.kind == 'estimator' for x in sets)} score vectors; training fractions "
+              f"{list(cfg.predictors.train_fractions)} x {cfg.predictors.splits} splits", file=sys.stderr, flush=True)
+    sweep, summary, handed = _run_predictor_sweep(cfg, specs, truth, sets, space, dst, progress)
+    return write_sweep(dst, cfg, source, summary, truth.shape, str(src), proxy_columns=handed)
+
+
+def _finished_sets(cfg: BenchConfig, src: Path, scores: pd.DataFrame) -> list[ScoreSet]:
+    """The score sets of a finished comparison: every ``results.csv`` row of kind ``estimator``, and
+    the SiGeo ablation's single-term rows (features of ``uses_scores`` predictors, never judged in
+    the sweep), their vectors read from ``scores.csv``."""
+    results = pd.read_csv(src / RESULTS_FILE)
+    terms = set(sigeo_term_combos(cfg))
+    keep = (results["kind"] == "estimator") | ((results["kind"] == "sigeo_ablation") & results["estimator"].isin(terms))
+    sets = []
+    for r in results[keep].itertuples(index=False):
+        if r.label not in scores.columns:
+            raise ValueError(f"{src / SCORES_FILE}: no column {r.label!r} (a row of {RESULTS_FILE})")
+        emb = r.embeddings if isinstance(r.embeddings, str) else ""
+        sets.append(ScoreSet(r.label, r.estimator, r.kind, r.init, float(r.fraction),
+                             scores[r.label].to_numpy(dtype=np.float64), float(r.seconds), emb, int(r.failed)))
+    return sets
+
+
+def _finished_sweep(cfg: BenchConfig, src: Path) -> tuple[pd.DataFrame | None, str | None]:
+    """The sweep summary of a finished comparison folder (``sweep_summary.csv`` there, else in its
+    ``sweep/``) and its plot's path relative to ``src`` (``None`` when the plot is not there)."""
+    from recnas.bench.report import SWEEP_PLOT
+
+    for sub in ("", "sweep"):
+        d = src / sub if sub else src
+        if (d / SWEEP_SUMMARY_FILE).is_file():
+            summary = pd.read_csv(d / SWEEP_SUMMARY_FILE)
+            wanted = [e.display for e in cfg.estimators if e.needs_fit]
+            have = set(summary.loc[summary["kind"] == "predictor", "label"])
+            lacking = [w for w in wanted if w not in have]
+            if lacking:
+                raise ValueError(f"{d / SWEEP_SUMMARY_FILE}: no sweep of the predictor entries {lacking}; run "
+                                 f"`recnas bench sweep PIPELINE --from {src}{' --out ' + str(d) if sub else ''}` first")
+            png = f"{sub}/{SWEEP_PLOT}" if sub else SWEEP_PLOT
+            return summary, (png if (src / png).is_file() else None)
+    return None, None
+
+
+def run_report(cfg: BenchConfig, source: str = "pipeline", from_dir: str | os.PathLike | None = None) -> Path:
+    """Rewrites ``report.md`` (and its plots) of a finished comparison from its files; scores and
+    trains nothing (``recnas bench report``). Returns the report's path.
+
+    ``from_dir`` (default ``cfg.output``) must hold what :func:`read_finished` needs; its
+    ``ceiling.csv`` and ``warmup.csv`` are used when there (else the ceiling is recomputed from the
+    ground truth and the warm-up's steps and seconds are shown as unknown). The predictors' sweep
+    section comes from ``sweep_summary.csv`` (in the folder, else in its ``sweep/``), which must
+    cover every predictor entry of the pipeline; the regret section from ``regret/`` when
+    ``recnas bench regret`` wrote it there.
+    """
+    from recnas.bench.report import write_report
+
+    src = Path(from_dir if from_dir is not None else cfg.output)
+    table = read_finished(cfg, src, source)
+    space = SearchSpace.load(cfg.space)
+    specs = sample_archs(space, cfg.num_archs, cfg.sample_seed)
+    keys = [s.key() for s in specs]
+    truth = truth_matrix(table, keys, cfg.train.seeds)
+    scores = pd.read_csv(src / SCORES_FILE)
+    if scores["key"].tolist() != keys:
+        raise ValueError(f"{src / SCORES_FILE}: its architectures are not this pipeline's {len(keys)} architectures")
+    results = pd.read_csv(src / RESULTS_FILE)
+    ceilings = pd.read_csv(src / "ceiling.csv") if (src / "ceiling.csv").is_file() else ceiling_table(truth, cfg)
+    if (src / WARMUP_FILE).is_file():
+        warm = pd.read_csv(src / WARMUP_FILE)
+    else:
+        warm = pd.DataFrame({"fraction": list(cfg.warmup.fractions), "seconds": float("nan"), "steps": -1})
+    summary, png = _finished_sweep(cfg, src) if any(e.needs_fit for e in cfg.estimators) else (None, None)
+    handed: list[str] = []
+    if summary is not None and any(getattr(e.estimator_class, "uses_scores", False) and "scores" not in e.params
+                                   for e in cfg.estimators if e.needs_fit):
+        handed = [x.label for x in proxy_sets(cfg, _finished_sets(cfg, src, scores))]
+    return write_report(src, cfg, source, table, truth, results, scores, ceilings, warm,
+                        sweep_summary=summary, proxy_columns=handed, sweep_png=png)

@@ -70,7 +70,7 @@ import pandas as pd
 from recnas.space import ArchSpec, SearchSpace
 
 __all__ = ["Table", "RegretStrategy", "REGISTRY", "DEFAULT_STRATEGIES", "simulate", "run_regret", "regret_summary",
-           "load_table", "write_regret", "REGRET_FILE", "SUMMARY_FILE", "RUNS_FILE"]
+           "load_table", "write_regret", "query_table", "REGRET_FILE", "SUMMARY_FILE", "RUNS_FILE"]
 
 REGRET_FILE = "regret.csv"
 RUNS_FILE = "regret_runs.csv"
@@ -466,6 +466,19 @@ def _fmt(m: float, lo: float, hi: float) -> str:
     return f"{1e3 * m:.2f} [{1e3 * lo:.2f}, {1e3 * hi:.2f}]"
 
 
+def query_table(summary: pd.DataFrame, strategies: Sequence[str] | None = None) -> list[str]:
+    """The markdown table of :func:`regret_summary`'s regrets against ground-truth queries: one row per
+    strategy (``strategies``, default: in the summary's order), one column per query budget."""
+    q = summary[summary["axis"] == "queries"]
+    qb = sorted(int(b) for b in q["budget"].unique())
+    L = ["| strategy | " + " | ".join(f"q = {b}" for b in qb) + " |", "|---|" + "---|" * len(qb)]
+    for s in strategies or list(dict.fromkeys(q["strategy"])):
+        g = q[q["strategy"] == s].set_index("budget")
+        L.append(f"| {s} | " + " | ".join(f"{_fmt(g.at[b, 'mean'], g.at[b, 'lo'], g.at[b, 'hi'])}; found "
+                                          f"{g.at[b, 'found_best']:.0%}" for b in qb) + " |")
+    return L
+
+
 def write_regret(out: str | os.PathLike, table: Table, rows: pd.DataFrame, runs: pd.DataFrame, *, budget: int,
                  repeats: int, seed: int, proxy_budget: int | None, strategies: Sequence[str], command: str,
                  seconds: float, registry: Mapping[str, RegretStrategy] | None = None) -> Path:
@@ -502,12 +515,7 @@ def write_regret(out: str | os.PathLike, table: Table, rows: pd.DataFrame, runs:
         rs = reg[s]
         proxy = f"; proxy column `{rs.proxy}`" if rs.proxy else ""
         L.append(f"| {s} | {rs.about}{proxy} | `{rs.resolved(n)}` |")
-    L += ["", "## Regret against ground-truth queries", "",
-          "| strategy | " + " | ".join(f"q = {b}" for b in qb) + " |", "|---|" + "---|" * len(qb)]
-    for s in strategies:
-        g = summary[(summary.strategy == s) & (summary.axis == "queries")].set_index("budget")
-        L.append(f"| {s} | " + " | ".join(f"{_fmt(g.at[b, 'mean'], g.at[b, 'lo'], g.at[b, 'hi'])}; found "
-                                          f"{g.at[b, 'found_best']:.0%}" for b in qb) + " |")
+    L += ["", "## Regret against ground-truth queries", "", *query_table(summary, strategies)]
     total = float(table.seconds.sum())
     L += ["", "## Regret against seconds", "",
           "Budgets as shares of the seconds to train the whole table once. Where not every repeat has made a query by "

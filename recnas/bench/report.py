@@ -146,7 +146,30 @@ def _label_cell(label: str) -> str:
     return f"{name} ({ctx})" if ctx else name
 
 
-def _sweep_section(cfg: BenchConfig, summary: pd.DataFrame, n: int, k: int, png: str) -> list[str]:
+def _proxy_paragraph(cfg: BenchConfig, proxy_columns: list[str] | None) -> list[str]:
+    """What the proxy-feature predictors (``uses_scores``) of ``cfg`` were given, when any was."""
+    users = [e for e in cfg.estimators if e.needs_fit and getattr(e.estimator_class, "uses_scores", False)]
+    if not users or not proxy_columns:
+        return []
+    est = [c for c in proxy_columns if not c.startswith("sigeo[")]
+    terms = [c for c in proxy_columns if c.startswith("sigeo[")]
+    which = "; ".join(f"`{e.display}`: {'proxies + one-hot encoding' if e.params.get('onehot', True) else 'proxies only'}"
+                      + (f" (columns {list(e.params['proxies'])})" if e.params.get("proxies") else "") for e in users)
+    return [
+        f"Predictors on the zero-cost signals ({which}): gradient-boosted trees whose features are the "
+        f"benchmark's own cached score vectors, read by architecture key: {len(est)} estimator columns (every "
+        f"estimator in every context it was scored in, `params` and `flops` included) and {len(terms)} columns of "
+        "SiGeo's three raw terms from the ablation. These scores are label-free (computed from the architecture and "
+        "the training rows, never from a ground-truth result), so a held-out architecture's scores are read at "
+        "prediction just as each zero-cost estimator's are when it is judged on the same held-out set; only the "
+        "training architectures' targets are labels. The proxies-only model against the best single proxy asks "
+        "whether the proxies carry complementary information (NAS-Bench-Suite-Zero's question).",
+        "",
+    ]
+
+
+def _sweep_section(cfg: BenchConfig, summary: pd.DataFrame, n: int, k: int, png: str,
+                   proxy_columns: list[str] | None = None) -> list[str]:
     """The markdown of the predictors' training-set-size sweep (tables and the plot's link)."""
     p = cfg.predictors
     headline = max(cfg.warmup.fractions)
@@ -180,6 +203,28 @@ def _sweep_section(cfg: BenchConfig, summary: pd.DataFrame, n: int, k: int, png:
             _label_cell(r["best_other"]) if isinstance(r["best_other"], str) and r["best_other"] else "--",
             _f(r["kendall_diff"]), _f(r["better_share"], 2),
         ])
+    ref = preds["reference"].dropna() if "reference" in preds else pd.Series(dtype=str)
+    ref = ref[ref != ""]
+    ref_lines: list[str] = []
+    if len(ref):
+        ref_name = _label_cell(ref.iloc[0])
+
+
+        def vs_ref(g: pd.DataFrame, f: float) -> str:
+            r = g[g["train_fraction"] == f]
+            if r.empty:
+                return "--"
+            return f"{_f(r.iloc[0]['reference_diff'])} ({_f(r.iloc[0]['reference_better_share'], 2)})"
+
+        ref_rows = [[str(name), *[vs_ref(g, f) for f in fracs]] for name, g in preds.groupby("label", sort=False)]
+        ref_lines = [
+            f"Each predictor against `{ref_name}`, the simplest proxy, fixed beforehand (not picked after the fact): "
+            f"mean held-out Kendall difference paired by split (share of splits on which the predictor ranks better); "
+            f"negative = the predictor loses to counting parameters:",
+            "",
+            _md_table(["predictor", *[f"train {int(size[f])} ({100 * f:g} %)" for f in fracs]], ref_rows),
+            "",
+        ]
     k_top = [max(1, round(cfg.stats.top_frac * int(held[f]))) for f in fracs]
     lines = [
         "## Predictors: training-set-size sweep (held-out architectures)",
@@ -194,6 +239,7 @@ def _sweep_section(cfg: BenchConfig, summary: pd.DataFrame, n: int, k: int, png:
         f"top-{100 * cfg.stats.top_frac:g} % precision on the held-out set (k = {', '.join(map(str, k_top))}).",
         "",
         *([f"**Only {p.splits} splits per fraction: the protocol asks for at least 20.**", ""] if p.splits < 20 else []),
+        *_proxy_paragraph(cfg, proxy_columns),
         f"Held-out Kendall (other estimators: fresh and weight-free, and inherited weights at the "
         f"{100 * headline:g} % warm-up; every warm-up is in `sweep.csv` and `sweep_summary.csv`):",
         "",
@@ -208,12 +254,13 @@ def _sweep_section(cfg: BenchConfig, summary: pd.DataFrame, n: int, k: int, png:
                    f"top-{100 * cfg.stats.top_frac:g}% [range]", "fit s", "predict s", "best other estimator",
                    "Kendall difference (mean)", "share of splits better"], detail),
         "",
+        *ref_lines,
     ]
     return lines
 
 
 def write_sweep(out: Path, cfg: BenchConfig, source: str, summary: pd.DataFrame, shape: tuple[int, int],
-                truth_from: str) -> Path:
+                truth_from: str, proxy_columns: list[str] | None = None) -> Path:
     """``sweep.md`` and ``sweep_kendall.png`` of a sweep run on its own (``recnas bench sweep``)."""
     n, k = shape
     out.mkdir(parents=True, exist_ok=True)
@@ -225,11 +272,41 @@ def write_sweep(out: Path, cfg: BenchConfig, source: str, summary: pd.DataFrame,
         f"`{cfg.space}`, sample seed {cfg.sample_seed}, test log loss of seeds {list(cfg.train.seeds)}). "
         "Per-split rows: `sweep.csv`; the summary: `sweep_summary.csv`.",
         "",
-        *_sweep_section(cfg, summary, n, k, SWEEP_PLOT),
+        *_sweep_section(cfg, summary, n, k, SWEEP_PLOT, proxy_columns),
     ]
     path = out / SWEEP_REPORT_FILE
     path.write_text("\n".join(lines))
     return path
+
+
+def _regret_section(out: Path, sub: str = "regret") -> list[str]:
+    """The regret curves of ``recnas bench regret`` when ``out/sub`` holds them: the command (from
+    its ``regret.md``), the table against ground-truth queries and links to the plots; else nothing."""
+    from recnas.bench.regret import MD_FILE, PLOTS, SUMMARY_FILE, query_table
+
+    d = out / sub
+    if not (d / SUMMARY_FILE).is_file():
+        return []
+    summary = pd.read_csv(d / SUMMARY_FILE)
+    made = ""
+    if (d / MD_FILE).is_file():
+        made = next((x for x in (d / MD_FILE).read_text().splitlines() if x.startswith("Command:")), "")
+    return [
+        "## Search strategies: regret curves (tabular simulation over these architectures)",
+        "",
+        f"Written by `recnas bench regret` into `{sub}/`. {made} Every setting, the seconds axis and the runs are in "
+        f"[`{sub}/{MD_FILE}`]({sub}/{MD_FILE}). Each search may only pick among the benchmark's architectures, "
+        "answered with their seed-mean test log loss. Regret = best test log loss found so far minus the table's "
+        "best, x1e-3; mean [95 % t-interval over the repeats, clipped at 0]; 'found' = share of repeats that "
+        "found the table's best.",
+        "",
+        *query_table(summary),
+        "",
+        f"![regret against queries]({sub}/{PLOTS[0]})",
+        "",
+        f"![regret against seconds]({sub}/{PLOTS[1]})",
+        "",
+    ]
 
 
 def _save_sweep_plot(out: Path, cfg: BenchConfig, summary: pd.DataFrame, n: int, k: int) -> None:
@@ -303,12 +380,16 @@ def _sweep_table(df: pd.DataFrame, metric: str, group: str) -> str:
 
 def write_report(out: Path, cfg: BenchConfig, source: str, table: pd.DataFrame, truth: np.ndarray,
                  results: pd.DataFrame, scores: pd.DataFrame, ceilings: pd.DataFrame,
-                 warm: pd.DataFrame, sweep_summary: pd.DataFrame | None = None) -> Path:
+                 warm: pd.DataFrame, sweep_summary: pd.DataFrame | None = None,
+                 proxy_columns: list[str] | None = None, sweep_png: str | None = None) -> Path:
     """Writes ``report.md`` and the PNGs into ``out``; returns the report's path.
 
     ``sweep_summary`` (:func:`recnas.bench.compare.sweep_summary`), when the pipeline has predictor
-    entries, adds the training-set-size sweep section and its plot; predictors are not in
-    ``results`` (the main tables), which point to that section.
+    entries, adds the training-set-size sweep section and its plot (drawn into ``out``, unless
+    ``sweep_png`` names an existing one, relative to ``out``); predictors are not in ``results``
+    (the main tables), which point to that section. ``proxy_columns``: the score columns handed to
+    the proxy-feature predictors, described in that section. When ``out/regret/`` holds the output
+    of ``recnas bench regret``, its table against queries and its plots are added too.
     """
     n, k = truth.shape
     est = results[results["kind"] == "estimator"]
@@ -461,8 +542,10 @@ def write_report(out: Path, cfg: BenchConfig, source: str, table: pd.DataFrame, 
         "",
     ]
     if sweep_summary is not None:
-        _save_sweep_plot(out, cfg, sweep_summary, n, k)
-        lines += _sweep_section(cfg, sweep_summary, n, k, SWEEP_PLOT)
+        if sweep_png is None:
+            _save_sweep_plot(out, cfg, sweep_summary, n, k)
+        lines += _sweep_section(cfg, sweep_summary, n, k, sweep_png or SWEEP_PLOT, proxy_columns)
+    lines += _regret_section(out)
     path = out / REPORT_FILE
     path.write_text("\n".join(lines))
     return path

@@ -23,6 +23,7 @@ name           what                                                            m
 ``mlp``        predictor: MLP, WeakNAS's weak predictor (4 x 1000 units)       ``predictors.mlp``
 ``emprox``     predictor: EmProx, kNN over an autoencoder's embeddings         ``predictors.emprox``
 ``bonas``      predictor: BONAS's GCN + Bayesian linear regression (``std``)    ``predictors.bonas``
+``zc_gbt``     predictor: boosted trees on the proxies' scores (+ one-hot)     ``predictors.zc``
 =============  ==============================================================  =====================
 
 Candidates get weights inherited from a supernet (``ScoringContext(init="inherit")``, sub-one-shot)
