@@ -816,6 +816,8 @@ def run_report(cfg: BenchConfig, source: str = "pipeline", from_dir: str | os.Pa
         raise ValueError(f"{src / SCORES_FILE}: its architectures are not this pipeline's {len(keys)} architectures")
     results = pd.read_csv(src / RESULTS_FILE)
     ceilings = pd.read_csv(src / "ceiling.csv") if (src / "ceiling.csv").is_file() else ceiling_table(truth, cfg)
+    if "kind" not in ceilings:  # a ceiling.csv from before the column: seed pairs and seed-mean halves
+        ceilings["kind"] = ["seed pair" if str(c).startswith("seed ") else "halves" for c in ceilings["comparison"]]
     if (src / WARMUP_FILE).is_file():
         warm = pd.read_csv(src / WARMUP_FILE)
     else:
