@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from benchkit import tiny_bench_pipeline
 from recnas.bench.config import load_bench
@@ -63,3 +64,82 @@ def test_split_run_trains_the_single_supernets_steps_and_is_found_again(tmp_path
     with pytest.raises(ValueError, match=r"holds a split made with other settings"):
         split_for_fraction(other, 0.5, fm, space, splits, data_dir, out, progress=False)
     assert split_dir(out, cfg, 0.5).is_dir()
+
+
+def test_compare_scores_the_split_as_rows_of_its_own_cached_and_absent_without_split(tmp_path: Path) -> None:
+    """A ``split:`` section adds, at each warm-up fraction > 0, every inherited-weight estimator
+    scored through the split supernet (equal to scoring through that split directly), reported
+    beside the single supernet with the compute parity; a rerun scores nothing; the same folder
+    without ``split:`` gives the columns and files of before, with the same numbers."""
+    import json
+    import shutil
+
+    import pandas as pd
+
+    from recnas.bench.compare import SPLIT_FACTS_FILE, run_compare
+    from recnas.bench.groundtruth import build, sample_archs
+    from recnas.data.loader import load_prepared
+    from recnas.estimators import ScoringContext, make_estimator
+    from recnas.lid.bench import split_for_fraction
+    from recnas.pipeline import resolve_data
+    from recnas.space.space import SearchSpace
+    from recnas.study.context import scoring_batches
+
+    split = {"method": "lid", "levels": 1, "batches": 2, "batch_size": 32, "k": 10, "finetune_fraction": 0.25}
+    pipe = tiny_bench_pipeline(tmp_path, "s", tmp_path / "cache", num_archs=4, split=split,
+                               estimators=[{"name": "params"}, {"name": "oneshot"}, {"name": "sigeo"}],
+                               sigeo_ablation={"embeddings": ["none"], "inits": ["fresh"]})
+    cfg = load_bench(pipe)
+    out = Path(cfg.output)
+    build(cfg, progress=False)
+    report = run_compare(cfg, progress=False)
+    res = pd.read_csv(out / "results.csv")
+    rows = res[res["kind"] == "split"]
+    assert sorted(rows["label"]) == ["oneshot | inherit 50% lid split L1", "sigeo | inherit 50% lid split L1"]
+    assert (rows["init"] == "inherit").all() and (rows["fraction"] == 0.5).all()
+    assert np.isfinite(rows[["kendall", "kendall_lo", "kendall_hi", "spearman", "top"]].to_numpy()).all()
+
+    # the compare's column is oneshot scored through the split supernet itself
+    data_dir = Path(resolve_data(cfg.data, progress=False)).resolve()
+    fm, splits = load_prepared(data_dir)
+    space = SearchSpace.load("tiny")
+    net, facts = split_for_fraction(cfg, 0.5, fm, space, splits, data_dir, out, progress=False)
+    sc = cfg.scoring
+    tr, va = scoring_batches(splits, fm, batches=sc.batches, val_batches=sc.val_batches, batch_size=sc.batch_size,
+                             section="scoring")
+    specs = sample_archs(space, cfg.num_archs, cfg.sample_seed)
+    direct = make_estimator("oneshot").score(specs, ScoringContext(fm, tr, va, supernet=net, init="inherit",
+                                                                   seed=sc.seed, device="cpu"))
+    scores = pd.read_csv(out / "scores.csv")
+    np.testing.assert_array_equal(scores["oneshot | inherit 50% lid split L1"].to_numpy(), direct)
+    assert not np.array_equal(scores["oneshot | inherit 50%"].to_numpy(), direct)
+
+    saved = json.loads((out / SPLIT_FACTS_FILE).read_text())
+    assert saved["fractions"] == [json.loads(json.dumps(facts))] and saved["settings"]["k"] == 10
+    f = saved["fractions"][0]
+    text = report.read_text()
+    assert "## Split supernet (lid split, 1 level(s))" in text
+    assert (f"split {f['parent_steps']} parent + {f['finetune_steps']} fine-tuning = {f['single_steps']} steps"
+            in text)
+    assert "| oneshot | 50% | single |" in text and "| oneshot | 50% | lid split L1 |" in text
+
+    # a rerun scores nothing and gives the same numbers
+    store = out / "scores" / "trials.jsonl"
+    records = store.read_text().splitlines()
+    run_compare(cfg, progress=False)
+    assert store.read_text().splitlines() == records
+    pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), res)
+
+    # the same folder without split: the old rows, columns and files, nothing rescored
+    plain = tmp_path / "plain"
+    shutil.copytree(out, plain, ignore=shutil.ignore_patterns(SPLIT_FACTS_FILE))
+    d = yaml.safe_load(pipe.read_text())
+    del d["split"]
+    d["output"] = str(plain)
+    (tmp_path / "plain.yaml").write_text(yaml.safe_dump(d))
+    text = run_compare(load_bench(tmp_path / "plain.yaml"), progress=False).read_text()
+    assert (plain / "scores" / "trials.jsonl").read_text().splitlines() == records
+    old = pd.read_csv(plain / "results.csv")
+    pd.testing.assert_frame_equal(old, res[res["kind"] != "split"].reset_index(drop=True))
+    assert list(pd.read_csv(plain / "scores.csv").columns) == [c for c in scores.columns if "split" not in c]
+    assert "Split supernet" not in text and not (plain / SPLIT_FACTS_FILE).exists()

@@ -7,6 +7,10 @@
 3. for each warm-up fraction: warms a supernet up (cached in ``OUTPUT/warmup/frac_<f>/``; 0 = the
    seeded initial weights, no warm-up) and scores with every ``inherit`` (sub-one-shot) estimator;
    the warm-up and the scoring batches are made by :mod:`recnas.study.context`, as in the search;
+   with a ``split:`` section, also builds (or loads) the NAS-LID / GM-NAS split of each fraction
+   above 0 at the single supernet's training steps (:func:`recnas.lid.bench.split_for_fraction`)
+   and scores the same ``inherit`` estimators through it (rows of kind ``split``, context
+   ``inherit <f>% <method> split L<levels>``; the split's facts go to ``split_warmup.json``);
 4. computes SiGeo's three raw terms for each (fraction, init, embeddings mode) of the ablation and
    combines them under every weight triple (one gradient pass serves all combinations and the
    ``sigeo`` entries with the same options; the entries whose options differ only in the ZiCo
@@ -58,10 +62,11 @@ from recnas.space.spec import ArchSpec
 
 __all__ = ["ScoreSet", "run_compare", "run_sweep", "run_report", "proxy_sets", "sigeo_term_combos", "ceiling_table",
            "judge", "predictor_sweep", "sweep_summary",
-           "RESULTS_FILE", "SCORES_FILE", "SWEEP_FILE", "SWEEP_SUMMARY_FILE", "WARMUP_FILE"]
+           "RESULTS_FILE", "SCORES_FILE", "SWEEP_FILE", "SWEEP_SUMMARY_FILE", "WARMUP_FILE", "SPLIT_FACTS_FILE"]
 
 RESULTS_FILE = "results.csv"
 WARMUP_FILE = "warmup.csv"
+SPLIT_FACTS_FILE = "split_warmup.json"  # with a split: section only: the split's facts per warm-up fraction
 SCORES_FILE = "scores.csv"
 SWEEP_FILE = "sweep.csv"
 SWEEP_SUMMARY_FILE = "sweep_summary.csv"
@@ -250,8 +255,13 @@ def _sigeo_estimator(opts: tuple) -> Any:
 
 
 def _score_all(cfg: BenchConfig, specs: list[ArchSpec], contexts: dict[tuple[str, float], Any],
-               cache: _Cache, progress: bool) -> list[ScoreSet]:
-    """Every estimator entry and ablation combination in every context ``(init, fraction)``."""
+               cache: _Cache, progress: bool, split: bool = False) -> list[ScoreSet]:
+    """Every estimator entry and ablation combination in every context ``(init, fraction)``.
+
+    With ``split``, the ``inherit`` contexts hold the split supernet of ``cfg.split`` at that
+    fraction (:func:`recnas.lid.bench.split_for_fraction`): the inherited-weight entries are scored
+    through it as score sets of kind ``split`` (context ``inherit <f>% <method> split L<levels>``,
+    cached under the split settings too); the SiGeo ablation is not repeated there."""
     from recnas.estimators import SiGeo
     from recnas.estimators.sigeo import SIGEO_TERMS, shared_terms
 
@@ -260,7 +270,9 @@ def _score_all(cfg: BenchConfig, specs: list[ArchSpec], contexts: dict[tuple[str
     nan = float("nan")
 
     def ctx_name(init: str, frac: float) -> str:
-        return init if init != "inherit" else f"inherit {_frac_name(frac)}"
+        if init != "inherit":
+            return init
+        return f"inherit {_frac_name(frac)}" + (f" {cfg.split.method} split L{cfg.split.levels}" if split else "")
 
     def options(init: str) -> list[tuple]:
         """Every SiGeo option set (``_SIGEO_OPTIONS``, weights aside) scored in context ``init``."""
@@ -270,7 +282,7 @@ def _score_all(cfg: BenchConfig, specs: list[ArchSpec], contexts: dict[tuple[str
                 est = e.make()
                 if isinstance(est, SiGeo):
                     opts[_sigeo_options(est)] = None
-        if init in cfg.sigeo_ablation.inits:
+        if init in cfg.sigeo_ablation.inits and not split:
             for emb in cfg.sigeo_ablation.embeddings:
                 opts[_sigeo_options(SiGeo(embeddings=emb))] = None
         return list(opts)
@@ -309,6 +321,8 @@ def _score_all(cfg: BenchConfig, specs: list[ArchSpec], contexts: dict[tuple[str
         if init == "inherit":
             s.update(fraction=frac, warmup=to_dict(cfg.warmup))
             s["warmup"].pop("fractions")
+            if split:
+                s["split"] = to_dict(cfg.split)
         return s
 
     for init, frac in contexts:
@@ -333,9 +347,10 @@ def _score_all(cfg: BenchConfig, specs: list[ArchSpec], contexts: dict[tuple[str
                 if progress:
                     print(f"  {label}: {secs:.1f} s", file=sys.stderr, flush=True)
             scores, failed = _fill(scores)
-            sets.append(ScoreSet(label, e.display, "estimator", init, fr, scores, secs, failed=failed))
+            sets.append(ScoreSet(label, e.display, "split" if split else "estimator", init, fr, scores, secs,
+                                 failed=failed))
         ab = cfg.sigeo_ablation
-        if init in ab.inits:
+        if init in ab.inits and not split:
             for emb in ab.embeddings:
                 t, secs = terms(_sigeo_options(SiGeo(embeddings=emb)), init, frac)
                 for combo, w in ab.combos.items():
@@ -615,6 +630,7 @@ def run_compare(cfg: BenchConfig, source: str = "pipeline", progress: bool = Tru
               f"warm-up fractions {[_frac_name(f) for f in cfg.warmup.fractions]}", file=sys.stderr, flush=True)
     sets: list[ScoreSet] = []
     warm_info = []
+    split_info: list[dict[str, Any]] = []
     try:
         fresh = ScoringContext(fm, batches, val_batches, supernet=None, init="fresh", seed=sc.seed, device="cpu")
         sets += _score_all(cfg, specs, {("fresh", 0.0): fresh, ("none", 0.0): fresh}, cache, progress)
@@ -624,6 +640,14 @@ def run_compare(cfg: BenchConfig, source: str = "pipeline", progress: bool = Tru
             ctx = ScoringContext(fm, batches, val_batches, supernet=net, init="inherit", seed=sc.seed, device="cpu")
             sets += _score_all(cfg, specs, {("inherit", frac): ctx}, cache, progress)
             del net, ctx
+            if cfg.split is not None and frac > 0:
+                from recnas.lid.bench import split_for_fraction
+
+                net, facts = split_for_fraction(cfg, frac, fm, space, splits, data_dir, out, progress)
+                split_info.append(facts)
+                ctx = ScoringContext(fm, batches, val_batches, supernet=net, init="inherit", seed=sc.seed, device="cpu")
+                sets += _score_all(cfg, specs, {("inherit", frac): ctx}, cache, progress, split=True)
+                del net, ctx
     finally:
         cache.close()
 
@@ -641,12 +665,16 @@ def run_compare(cfg: BenchConfig, source: str = "pipeline", progress: bool = Tru
     ceilings.to_csv(out / "ceiling.csv", index=False)
     warm = pd.DataFrame(warm_info, columns=["fraction", "seconds", "steps"])
     warm.to_csv(out / WARMUP_FILE, index=False)
+    split_facts = None
+    if cfg.split is not None:
+        split_facts = {"settings": to_dict(cfg.split), "fractions": split_info}
+        (out / SPLIT_FACTS_FILE).write_text(json.dumps(split_facts, indent=1, default=str) + "\n")
     sweep = summary = None
     handed: list[str] = []
     if any(e.needs_fit for e in cfg.estimators):
         sweep, summary, handed = _run_predictor_sweep(cfg, specs, truth, sets, space, out, progress)
     return write_report(out, cfg, source, table, truth, results, scores, ceilings, warm,
-                        sweep_summary=summary, proxy_columns=handed)
+                        sweep_summary=summary, proxy_columns=handed, split_facts=split_facts)
 
 
 def sigeo_term_combos(cfg: BenchConfig) -> list[str]:
@@ -827,5 +855,8 @@ def run_report(cfg: BenchConfig, source: str = "pipeline", from_dir: str | os.Pa
     if summary is not None and any(getattr(e.estimator_class, "uses_scores", False) and "scores" not in e.params
                                    for e in cfg.estimators if e.needs_fit):
         handed = [x.label for x in proxy_sets(cfg, _finished_sets(cfg, src, scores))]
+    split_facts = None
+    if (src / SPLIT_FACTS_FILE).is_file():
+        split_facts = json.loads((src / SPLIT_FACTS_FILE).read_text())
     return write_report(src, cfg, source, table, truth, results, scores, ceilings, warm,
-                        sweep_summary=summary, proxy_columns=handed, sweep_png=png)
+                        sweep_summary=summary, proxy_columns=handed, sweep_png=png, split_facts=split_facts)

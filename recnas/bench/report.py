@@ -352,6 +352,47 @@ def _results_table(df: pd.DataFrame) -> str:
     )
 
 
+def _split_section(cfg: BenchConfig, results: pd.DataFrame, facts: dict[str, Any] | None) -> list[str]:
+    """The split supernet's rows (kind ``split``) beside the same estimators on the single supernet
+    of the same warm-up, with each fraction's compute parity and what was split; nothing without them."""
+    rows = results[results["kind"] == "split"]
+    if rows.empty:
+        return []
+    from recnas.lid.bench import parity
+
+    settings = (facts or {}).get("settings", {})
+    method, levels = settings.get("method", "?"), settings.get("levels", "?")
+    est = results[(results["kind"] == "estimator") & (results["init"] == "inherit")]
+    lines = [
+        f"## Split supernet ({method} split, {levels} level(s)) beside the single supernet",
+        "",
+        f"Every estimator that reads inherited weights, scored through the sub-supernet that holds each "
+        f"architecture (`recnas.lid.bench.split_for_fraction`, split settings `{settings}`), beside the same "
+        "estimator on the single supernet of the same warm-up fraction. Same statistics as above. Compute parity "
+        "per warm-up (training steps of the split run = parent warm-up + fine-tuning = the single supernet's; "
+        "the split's measurement passes come on top):",
+        "",
+    ]
+    for f in (facts or {}).get("fractions", []):
+        lines.append(f"- warm-up {100 * f['fraction']:g} %: {parity(f)}; measured in {_f(f['measure_seconds'], 1)} s, "
+                     f"fine-tuned in {_f(f['finetune_seconds'], 1)} s")
+        for x in f.get("splits", []):
+            lines.append(f"  - level {x['level']}: split {x['choice']} into {x['groups'][0]} | {x['groups'][1]} "
+                         f"(score {x['score']:.4f})")
+    if not (facts or {}).get("fractions"):
+        lines.append("- (the split's facts, `split_warmup.json`, are not in this folder)")
+    table = []
+    for (name, frac), g in rows.groupby(["estimator", "fraction"], sort=False):
+        single = est[(est["estimator"] == name) & np.isclose(est["fraction"].astype(float), frac)]
+        for what, r in [("single", x) for _, x in single.iterrows()] + [(f"{method} split L{levels}", x)
+                                                                       for _, x in g.iterrows()]:
+            table.append([str(name), f"{100 * frac:g}%", what, _ci(r, "kendall"), _ci(r, "spearman"), _ci(r, "top"),
+                          _f(r["seconds_per_arch"], 3), str(int(r.get("failed", 0)))])
+    lines += ["", _md_table(["estimator", "warm-up", "supernet", "Kendall [95% CI]", "Spearman [95% CI]",
+                             "top-10% precision [95% CI]", "s / arch", "failed"], table), ""]
+    return lines
+
+
 def _ceiling_rows(ceilings: pd.DataFrame, max_pairs: int = 6) -> list[list[str]]:
     """The ceiling table's rows: every seed pair up to ``max_pairs``, else the first pair and a
     summary of all of them (every pair stays in ``ceiling.csv``), then the seed-averaged halves."""
@@ -381,7 +422,8 @@ def _sweep_table(df: pd.DataFrame, metric: str, group: str) -> str:
 def write_report(out: Path, cfg: BenchConfig, source: str, table: pd.DataFrame, truth: np.ndarray,
                  results: pd.DataFrame, scores: pd.DataFrame, ceilings: pd.DataFrame,
                  warm: pd.DataFrame, sweep_summary: pd.DataFrame | None = None,
-                 proxy_columns: list[str] | None = None, sweep_png: str | None = None) -> Path:
+                 proxy_columns: list[str] | None = None, sweep_png: str | None = None,
+                 split_facts: dict[str, Any] | None = None) -> Path:
     """Writes ``report.md`` and the PNGs into ``out``; returns the report's path.
 
     ``sweep_summary`` (:func:`recnas.bench.compare.sweep_summary`), when the pipeline has predictor
@@ -389,7 +431,9 @@ def write_report(out: Path, cfg: BenchConfig, source: str, table: pd.DataFrame, 
     ``sweep_png`` names an existing one, relative to ``out``); predictors are not in ``results``
     (the main tables), which point to that section. ``proxy_columns``: the score columns handed to
     the proxy-feature predictors, described in that section. When ``out/regret/`` holds the output
-    of ``recnas bench regret``, its table against queries and its plots are added too.
+    of ``recnas bench regret``, its table against queries and its plots are added too. Rows of kind
+    ``split`` (a pipeline's ``split:`` section) get a section of their own, with the compute parity
+    of ``split_facts`` (``split_warmup.json``).
     """
     n, k = truth.shape
     est = results[results["kind"] == "estimator"]
@@ -541,6 +585,7 @@ def write_report(out: Path, cfg: BenchConfig, source: str, table: pd.DataFrame, 
         _results_table(est),
         "",
     ]
+    lines += _split_section(cfg, results, split_facts)
     if sweep_summary is not None:
         if sweep_png is None:
             _save_sweep_plot(out, cfg, sweep_summary, n, k)
