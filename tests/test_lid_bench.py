@@ -76,7 +76,7 @@ def test_compare_scores_the_split_as_rows_of_its_own_cached_and_absent_without_s
 
     import pandas as pd
 
-    from recnas.bench.compare import SPLIT_FACTS_FILE, run_compare
+    from recnas.bench.compare import SPLIT_FACTS_FILE, run_compare, run_report
     from recnas.bench.groundtruth import build, sample_archs
     from recnas.data.loader import load_prepared
     from recnas.estimators import ScoringContext, make_estimator
@@ -129,6 +129,8 @@ def test_compare_scores_the_split_as_rows_of_its_own_cached_and_absent_without_s
     run_compare(cfg, progress=False)
     assert store.read_text().splitlines() == records
     pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), res)
+    # recnas bench report rewrites the same section from the folder's files
+    assert run_report(cfg).read_text().split("## Split supernet")[1] == text.split("## Split supernet")[1]
 
     # the same folder without split: the old rows, columns and files, nothing rescored
     plain = tmp_path / "plain"

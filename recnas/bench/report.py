@@ -358,9 +358,10 @@ def _split_section(cfg: BenchConfig, results: pd.DataFrame, facts: dict[str, Any
     rows = results[results["kind"] == "split"]
     if rows.empty:
         return []
+    from recnas.config import to_dict
     from recnas.lid.bench import parity
 
-    settings = (facts or {}).get("settings", {})
+    settings = (facts or {}).get("settings") or (to_dict(cfg.split) if cfg.split is not None else {})
     method, levels = settings.get("method", "?"), settings.get("levels", "?")
     est = results[(results["kind"] == "estimator") & (results["init"] == "inherit")]
     lines = [
