@@ -594,6 +594,25 @@ def ceiling_table(truth_logloss: np.ndarray, cfg: BenchConfig) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def scoring_inputs(cfg: BenchConfig, progress: bool = True) -> tuple[Path, Any, dict[str, Path], list, list]:
+    """The prepared data of a bench pipeline and its scoring batches (``scoring:`` section), with the
+    scoring threads set: ``(data_dir, feature_map, splits, batches, val_batches)``."""
+    import torch
+
+    from recnas.data.loader import load_prepared
+    from recnas.pipeline import resolve_data
+    from recnas.study.context import scoring_batches
+
+    data_dir = Path(resolve_data(cfg.data, progress=progress)).resolve()
+    fm, splits = load_prepared(data_dir)
+    if cfg.scoring.threads:
+        torch.set_num_threads(cfg.scoring.threads)
+    sc = cfg.scoring
+    batches, val_batches = scoring_batches(splits, fm, batches=sc.batches, val_batches=sc.val_batches,
+                                           batch_size=sc.batch_size, section="scoring")
+    return data_dir, fm, splits, batches, val_batches
+
+
 def run_compare(cfg: BenchConfig, source: str = "pipeline", progress: bool = True,
                 score_only: bool = False) -> Path | None:
     """Runs the comparison (see the module docstring); returns the path of ``report.md``.
@@ -601,13 +620,8 @@ def run_compare(cfg: BenchConfig, source: str = "pipeline", progress: bool = Tru
     With ``score_only`` the ground truth is not read: every score is computed and cached (so this
     can run while ``build`` is still training) and ``None`` is returned; a later full run reuses them.
     """
-    import torch
-
     from recnas.bench.report import write_report
-    from recnas.data.loader import load_prepared
     from recnas.estimators import ScoringContext
-    from recnas.pipeline import resolve_data
-    from recnas.study.context import scoring_batches
 
     out = Path(cfg.output)
     space = SearchSpace.load(cfg.space)
@@ -616,13 +630,8 @@ def run_compare(cfg: BenchConfig, source: str = "pipeline", progress: bool = Tru
     if not score_only:
         table = read_table(out)
         truth = truth_matrix(table, keys, cfg.train.seeds)
-    data_dir = Path(resolve_data(cfg.data, progress=progress)).resolve()
-    fm, splits = load_prepared(data_dir)
-    if cfg.scoring.threads:
-        torch.set_num_threads(cfg.scoring.threads)
+    data_dir, fm, splits, batches, val_batches = scoring_inputs(cfg, progress)
     sc = cfg.scoring
-    batches, val_batches = scoring_batches(splits, fm, batches=sc.batches, val_batches=sc.val_batches,
-                                           batch_size=sc.batch_size, section="scoring")
     cache = _Cache(out / "scores", specs)
 
     if progress:
@@ -749,6 +758,22 @@ def read_finished(cfg: BenchConfig, src: Path, source: str = "pipeline") -> pd.D
     return table
 
 
+def _finished_inputs(cfg: BenchConfig, src: Path, source: str
+                     ) -> tuple[pd.DataFrame, SearchSpace, list[ArchSpec], np.ndarray, pd.DataFrame]:
+    """A finished comparison's ground-truth table, space, architectures, truth matrix and
+    ``scores.csv`` (checked to be this pipeline's architectures, in order) -- what ``sweep`` and
+    ``report`` start from."""
+    table = read_finished(cfg, src, source)
+    space = SearchSpace.load(cfg.space)
+    specs = sample_archs(space, cfg.num_archs, cfg.sample_seed)
+    keys = [s.key() for s in specs]
+    truth = truth_matrix(table, keys, cfg.train.seeds)
+    scores = pd.read_csv(src / SCORES_FILE)
+    if scores["key"].tolist() != keys:
+        raise ValueError(f"{src / SCORES_FILE}: its architectures are not this pipeline's {len(keys)} architectures")
+    return table, space, specs, truth, scores
+
+
 def run_sweep(cfg: BenchConfig, source: str = "pipeline", from_dir: str | os.PathLike | None = None,
               out: str | os.PathLike | None = None, progress: bool = True) -> Path:
     """The predictors' training-set-size sweep alone, from a finished comparison; returns ``sweep.md``.
@@ -766,14 +791,7 @@ def run_sweep(cfg: BenchConfig, source: str = "pipeline", from_dir: str | os.Pat
     dst = Path(out) if out is not None else src
     if not any(e.needs_fit for e in cfg.estimators):
         raise ValueError(f"{source}: no estimator entry is a predictor (needs_fit); add one, e.g. {{name: ridge}}")
-    table = read_finished(cfg, src, source)
-    space = SearchSpace.load(cfg.space)
-    specs = sample_archs(space, cfg.num_archs, cfg.sample_seed)
-    keys = [s.key() for s in specs]
-    truth = truth_matrix(table, keys, cfg.train.seeds)
-    scores = pd.read_csv(src / SCORES_FILE)
-    if scores["key"].tolist() != keys:
-        raise ValueError(f"{src / SCORES_FILE}: its architectures are not this pipeline's {len(keys)} architectures")
+    _, space, specs, truth, scores = _finished_inputs(cfg, src, source)
     sets = _finished_sets(cfg, src, scores)
     if progress:
         print(f"recnas bench sweep: {len(specs)} architectures x {len(cfg.train.seeds)} seeds from {src}; "
@@ -834,14 +852,7 @@ def run_report(cfg: BenchConfig, source: str = "pipeline", from_dir: str | os.Pa
     from recnas.bench.report import write_report
 
     src = Path(from_dir if from_dir is not None else cfg.output)
-    table = read_finished(cfg, src, source)
-    space = SearchSpace.load(cfg.space)
-    specs = sample_archs(space, cfg.num_archs, cfg.sample_seed)
-    keys = [s.key() for s in specs]
-    truth = truth_matrix(table, keys, cfg.train.seeds)
-    scores = pd.read_csv(src / SCORES_FILE)
-    if scores["key"].tolist() != keys:
-        raise ValueError(f"{src / SCORES_FILE}: its architectures are not this pipeline's {len(keys)} architectures")
+    table, space, specs, truth, scores = _finished_inputs(cfg, src, source)
     results = pd.read_csv(src / RESULTS_FILE)
     ceilings = pd.read_csv(src / "ceiling.csv") if (src / "ceiling.csv").is_file() else ceiling_table(truth, cfg)
     if "kind" not in ceilings:  # a ceiling.csv from before the column: seed pairs and seed-mean halves

@@ -142,16 +142,11 @@ def run_split_study(cfg: Any, source: str, from_dir: str | Path, out: str | Path
 
     ``control`` adds a third context: the parent fine-tuned whole (no split) for the same steps with
     the same recipe, which tells the split's effect from the fine-tuning recipe's."""
-    import torch
-
     from recnas.bench import stats
-    from recnas.bench.compare import _supernet, read_built
+    from recnas.bench.compare import _supernet, read_built, scoring_inputs
     from recnas.bench.groundtruth import sample_archs, truth_matrix
-    from recnas.data.loader import load_prepared
     from recnas.estimators import ScoringContext
-    from recnas.pipeline import resolve_data
     from recnas.space.space import SearchSpace
-    from recnas.study.context import scoring_batches
 
     if cfg.split is None:
         raise ValueError(f"{source}: no split: section; add one, e.g. split: {{method: lid, levels: 1}}")
@@ -164,13 +159,8 @@ def run_split_study(cfg: Any, source: str, from_dir: str | Path, out: str | Path
     space = SearchSpace.load(cfg.space)
     specs = sample_archs(space, cfg.num_archs, cfg.sample_seed)
     truth = truth_matrix(table, [s.key() for s in specs], cfg.train.seeds)
-    data_dir = Path(resolve_data(cfg.data, progress=progress)).resolve()
-    fm, splits = load_prepared(data_dir)
-    if cfg.scoring.threads:
-        torch.set_num_threads(cfg.scoring.threads)
+    data_dir, fm, splits, batches, val_batches = scoring_inputs(cfg, progress)
     sc = cfg.scoring
-    batches, val_batches = scoring_batches(splits, fm, batches=sc.batches, val_batches=sc.val_batches,
-                                           batch_size=sc.batch_size, section="scoring")
     scores: dict[str, np.ndarray] = {}
     seconds: dict[str, float] = {}
     rows_info = []
