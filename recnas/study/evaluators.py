@@ -91,8 +91,10 @@ class ProxyEvaluator(Evaluator):
         self.estimator = estimator
         self.ctx = ctx
         # identity_params: an option added later, at the value that reproduces earlier scores, keeps
-        # the stored scores' keys
-        self._identity = {"estimator": estimator.name, "params": estimator.identity_params(), **identity}
+        # the stored scores' keys. An object that only follows the scoring protocol (name, score,
+        # get_params) without subclassing Estimator is keyed by all its parameters.
+        params = getattr(estimator, "identity_params", estimator.get_params)()
+        self._identity = {"estimator": estimator.name, "params": params, **identity}
         self.measure = estimator.name
 
     def identity(self) -> dict[str, Any]:
