@@ -28,6 +28,17 @@ from pathlib import Path
 __all__ = ["register"]
 
 
+#: ``--from DIR`` of the commands that read a finished build or comparison: what DIR holds.
+_FINISHED = "folder of a finished comparison: build.json, groundtruth.parquet or groundtruth.csv, results.csv, scores.csv"
+_FROM_HELP = {
+    "sweep": f"{_FINISHED} (default: the pipeline's output)",
+    "report": f"{_FINISHED}; report.md is rewritten there (default: the pipeline's output)",
+    "regret": "folder of the benchmark: build.json, groundtruth.parquet or groundtruth.csv, and for the "
+              "estimator-driven searches scores.csv and results.csv (default: the pipeline's output)",
+    "diagnose": f"{_FINISHED} (default: the pipeline's output)",
+}
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("bench", help="ground-truth benchmark and estimator comparison", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -50,6 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a pipeline key (dotted path; value parsed as YAML); repeatable")
         p.add_argument("--no-progress", action="store_true", help="no progress lines")
+        if name in _FROM_HELP:
+            p.add_argument("--from", dest="from_dir", type=Path, metavar="DIR", help=_FROM_HELP[name])
         if name == "build":
             p.add_argument("--import", dest="import_from", type=Path, metavar="DIR",
                            help="first take the rows of an earlier build of this pipeline as finished: DIR holds "
@@ -58,15 +71,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             p.add_argument("--score-only", action="store_true",
                            help="compute and cache every score without the ground truth (may run beside build)")
         if name == "sweep":
-            p.add_argument("--from", dest="from_dir", type=Path, metavar="DIR",
-                           help="folder of a finished comparison: build.json, groundtruth.parquet or groundtruth.csv, "
-                                "results.csv, scores.csv (default: the pipeline's output)")
             p.add_argument("--out", type=Path, metavar="DIR",
                            help="where sweep.csv, sweep_summary.csv, sweep.md and the plot go (default: --from)")
-        if name == "report":
-            p.add_argument("--from", dest="from_dir", type=Path, metavar="DIR",
-                           help="folder of a finished comparison: build.json, groundtruth.parquet or groundtruth.csv, "
-                                "results.csv, scores.csv; report.md is rewritten there (default: the pipeline's output)")
         if name == "ceiling":
             p.add_argument("--target", type=float, default=0.8, help="Kendall the truth's ceiling should reach (default 0.8)")
             p.add_argument("--archs", type=int, default=None, help="architectures of the full build (default: num_archs)")
@@ -74,9 +80,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         if name == "regret":
             from recnas.bench.regret import DEFAULT_STRATEGIES
 
-            p.add_argument("--from", dest="from_dir", type=Path, metavar="DIR",
-                           help="folder of the benchmark: build.json, groundtruth.parquet or groundtruth.csv, and for "
-                                "the estimator-driven searches scores.csv and results.csv (default: the pipeline's output)")
             p.add_argument("--out", type=Path, metavar="DIR", help="where the regret files go (default: DIR/regret)")
             p.add_argument("--repeats", type=int, default=10, help="runs per strategy, seeds SEED.. (default 10)")
             p.add_argument("--seed", type=int, default=0, help="first strategy seed (default 0)")
@@ -88,9 +91,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                            help=f"comma-separated (default {','.join(DEFAULT_STRATEGIES)})")
             p.add_argument("--threads", type=int, default=1, help="torch threads for the predictors (default 1)")
         if name == "diagnose":
-            p.add_argument("--from", dest="from_dir", type=Path, metavar="DIR",
-                           help="folder of a finished comparison: build.json, groundtruth.parquet or groundtruth.csv, "
-                                "results.csv, scores.csv (default: the pipeline's output)")
             p.add_argument("--out", type=Path, metavar="DIR",
                            help="where diagnose.csv, diagnose.md and the plot go (default: DIR/diagnose)")
         p.set_defaults(func=func)
