@@ -9,7 +9,9 @@ For one architecture, :meth:`ScoringContext.candidate` gives a :class:`Candidate
 of the model (``forward(dense (B, n_dense), emb (B, n_sparse, e)) -> logits (B,)``) and, per batch,
 its inputs. The embedding lookups are the dense part's input; they are computed once per batch under
 ``no_grad`` and shared by every candidate (the supernet's tables at their widest, sliced to the
-candidate's ``e``), so the (possibly sharded) tables are never touched by scoring.
+candidate's ``e``), so the (possibly sharded) tables are never touched by scoring. They can also be
+given ready-made (``lookups``: e.g. computed through TorchRec-sharded tables by
+:func:`recnas.study.sharded.sharded_scoring_context`); the supernet's tables are then never read.
 
 Scoring never modifies the supernet: estimators take gradients with ``torch.autograd.grad`` (no
 ``.grad`` is written), and anything that updates weights works on a private copy.
@@ -99,6 +101,10 @@ class ScoringContext:
         seed: seeds fresh initialisation (per architecture) and any randomness of an estimator.
         device: where candidates run; ``None``: as ``RECNAS_DEVICE`` says (default ``auto``: CUDA if
             available, else CPU; :func:`recnas.device.resolve_device`).
+        lookups: ``{"train": [...], "val": [...]}``, the widest (``e_max``) pooled lookups of
+            ``batches`` / ``val_batches``, one ``(B, n_sparse, e_max)`` tensor per batch, computed
+            elsewhere (e.g. through sharded tables); ``init="inherit"`` only. ``None``: computed
+            from ``supernet.sparse_arch`` when first needed.
     """
 
     feature_map: FeatureMap
@@ -108,6 +114,7 @@ class ScoringContext:
     init: Literal["inherit", "fresh"] = "inherit"
     seed: int = 0
     device: torch.device | str | None = None
+    lookups: dict[str, Sequence[torch.Tensor]] | None = field(default=None, repr=False)
     _emb_cache: dict[Any, list[torch.Tensor]] = field(default_factory=dict, init=False, repr=False)
     _sparse_archs: dict[int, nn.Module] = field(default_factory=dict, init=False, repr=False)
 
@@ -132,6 +139,25 @@ class ScoringContext:
                     f"batch {i}: sparse keys {list(b.sparse_features.keys())} do not match the "
                     f"feature map's {keys}"
                 )
+        if self.lookups is not None:
+            self._check_lookups()
+
+    def _check_lookups(self) -> None:
+        if self.init != "inherit":
+            raise ValueError("lookups: ready-made embedding lookups are the supernet's tables; they need init='inherit'")
+        unknown = sorted(set(self.lookups) - {"train", "val"})
+        if unknown:
+            raise ValueError(f"lookups: unknown keys {unknown}; expected 'train' and 'val'")
+        e_max = self.supernet.embedding_dim
+        for which, src in (("train", self.batches), ("val", self.val_batches)):
+            embs = list(self.lookups.get(which, []))
+            if len(embs) != len(src):
+                raise ValueError(f"lookups[{which!r}]: {len(embs)} tensors for {len(src)} batches")
+            for i, (b, e) in enumerate(zip(src, embs)):
+                want = (b.labels.shape[0], self.feature_map.num_sparse, e_max)
+                if tuple(e.shape) != want:
+                    raise ValueError(f"lookups[{which!r}][{i}]: shape {tuple(e.shape)}, expected {want}")
+            self._emb_cache[(which, None)] = [e.detach().to(self.device) for e in embs]
 
     # -- embeddings --------------------------------------------------------------------------------
     def _fresh_sparse_arch(self, dim: int) -> nn.Module:
