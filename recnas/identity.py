@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["canon", "digest", "diff_keys", "check_identity"]
+__all__ = ["canon", "digest", "diff_keys", "check_identity", "without_earlier"]
 
 
 def canon(obj: Any) -> Any:
@@ -32,6 +32,24 @@ def canon(obj: Any) -> Any:
 def digest(settings: Any) -> str:
     """The identity of some settings: 16 hex digits of SHA-256 of their canonical JSON."""
     return hashlib.sha256(json.dumps(canon(settings), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def without_earlier(settings: Mapping[str, Any], earlier: Mapping[str, Any]) -> dict[str, Any]:
+    """``settings`` without the keys that were added after work was first stored while they hold
+    ``earlier[key]``, the value that reproduces that work: what an identity keeps, so that an option
+    added later, at its old behaviour, leaves every earlier key, signature and digest unchanged.
+
+    Every identity of the project (the data's, a recipe's, a benchmark's signature, an estimator's
+    parameters) passes its later fields through here.
+
+    Example::
+
+        >>> without_earlier({"lr": 0.1, "schedule": "constant"}, {"schedule": "constant"})
+        {'lr': 0.1}
+        >>> without_earlier({"lr": 0.1, "schedule": "cosine"}, {"schedule": "constant"})
+        {'lr': 0.1, 'schedule': 'cosine'}
+    """
+    return {k: v for k, v in settings.items() if not (k in earlier and v == earlier[k])}
 
 
 def diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:

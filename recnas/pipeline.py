@@ -93,12 +93,11 @@ class DataConfig:
         benchmark signatures pin. ``cache`` (where, not what) is left out, and so is a field added
         after data was first cached while it holds its default, so that data, journals and ground
         truths made before the field existed stay valid."""
+        from recnas.identity import without_earlier
+
         d = asdict(self)
         d.pop("cache")
-        for k, default in _LATER_FIELDS.items():
-            if d[k] == default:
-                d.pop(k)
-        return d
+        return without_earlier(d, _LATER_FIELDS)
 
 
 # Fields added after the first release, with the default that reproduces the earlier behaviour.

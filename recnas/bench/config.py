@@ -431,9 +431,8 @@ def build_signature(cfg: BenchConfig) -> dict[str, Any]:
     for k in ("checkpoint_every", "threads", "workers", "seeds", "validate"):
         train.pop(k)
     # keys added later enter only when set, so tables built before them keep their signature
+    from recnas.identity import without_earlier
     from recnas.train.defaults import LEGACY_DENSE_EPS
 
-    for k, default in (("lr_schedule", "constant"), ("lr_warmup", 0.0), ("dense_eps", LEGACY_DENSE_EPS)):
-        if train.get(k) == default:
-            train.pop(k)
+    train = without_earlier(train, {"lr_schedule": "constant", "lr_warmup": 0.0, "dense_eps": LEGACY_DENSE_EPS})
     return {"data": data, "space": cfg.space, "sample_seed": cfg.sample_seed, "train": train}

@@ -112,8 +112,9 @@ class Estimator:
     def identity_params(self) -> dict[str, Any]:
         """:meth:`get_params` without the ``later_params`` that hold their earlier value: what keys a
         stored score (a default-valued new option leaves the keys of earlier scores unchanged)."""
-        return {k: v for k, v in self.get_params().items()
-                if not (k in self.later_params and v == self.later_params[k])}
+        from recnas.identity import without_earlier
+
+        return without_earlier(self.get_params(), self.later_params)
 
     def check_params(self) -> None:
         """Raises a one-line ``ValueError`` naming the parameter if a value is not allowed (called when

@@ -90,10 +90,10 @@ def recipe_identity(recipe: Any) -> dict[str, Any]:
 
     ``dense_eps`` at its former fixed value (``LEGACY_DENSE_EPS``) is left out, so a recipe that pins
     it has the identity every run made before the field existed has, and their records stay valid."""
+    from recnas.identity import without_earlier
+
     out = {k: getattr(recipe, k, DENSE_EPS) for k in RECIPE_FIELDS if k not in RECIPE_FREE}
-    if out["dense_eps"] == LEGACY_DENSE_EPS:
-        del out["dense_eps"]
-    return out
+    return without_earlier(out, {"dense_eps": LEGACY_DENSE_EPS})
 
 
 def trained_identity(recipe: Any, data_identity: Any) -> dict[str, Any]:
