@@ -16,7 +16,11 @@ checkpoint saved), ``train.checkpoint`` (a training checkpoint saved), ``bench.r
 row saved), ``oracle.run`` (a train-from-scratch run finished), ``study.query`` (a strategy's query of
 another evaluator recorded), ``final.model`` (a model of the final training finished), ``prepare.chunk`` (a chunk of rows written
 to ``recnas data prepare``'s staging folder), ``prepare.publish`` (one item of a prepared dataset
-moved from the staging folder into the output folder).
+moved from the staging folder into the output folder), ``bench.score`` (an estimator's score of one
+architecture stored by ``recnas bench compare``), and the supernet split's (``recnas.lid.split``):
+``split.measure`` (one choice measured and journalled), ``split.partition`` (a sub-supernet's split
+journalled), ``split.checkpoint`` (a fine-tuning checkpoint written), ``split.finetuned`` (a
+sub-supernet's fine-tuning finished and saved).
 """
 
 from __future__ import annotations

@@ -57,6 +57,7 @@ from recnas.bench import stats
 from recnas.bench.config import BenchConfig, PredictorSection
 from recnas.bench.groundtruth import read_table, sample_archs, truth_matrix
 from recnas.config import to_dict
+from recnas.faults import fault_point
 from recnas.space.space import SearchSpace
 from recnas.space.spec import ArchSpec
 
@@ -178,6 +179,7 @@ class _Cache:
         self.store.add_trial(key=spec.key(), spec=spec.to_dict(), measure=measure, settings=ident, seed=None,
                              score=v[0] if len(v) == 1 else None, study="bench scores", values={"v": v},
                              seconds=seconds)
+        fault_point("bench.score")  # the score is durable in the store
 
     def close(self) -> None:
         self.store.close()
@@ -322,7 +324,7 @@ def _score_all(cfg: BenchConfig, specs: list[ArchSpec], contexts: dict[tuple[str
             s.update(fraction=frac, warmup=to_dict(cfg.warmup))
             s["warmup"].pop("fractions")
             if split:
-                s["split"] = to_dict(cfg.split)
+                s["split"] = cfg.split.identity()
         return s
 
     for init, frac in contexts:

@@ -6,11 +6,18 @@ steps. The split run warms a parent up on ``f x (1 - split.finetune_fraction)`` 
 single supernet of that fraction), splits it, and fine-tunes the sub-supernets for the steps left,
 ``S - parent steps``, on batches of the ``f`` rows (reshuffled). Training steps are therefore equal;
 the measurement (forward passes, and for ``gm`` backward passes, of ``split.batch_size`` rows) comes
-on top and is reported beside them (:func:`parity`).
+on top and is reported beside them (:func:`parity`), also in training-step equivalents
+(:func:`step_equivalents`), with its own peak memory (:class:`recnas.lid.split.PeakRSS`).
+
+With ``split.finetune_optimizer: continue`` (default) the level-1 sub-supernets continue the dense
+Adagrad state the parent's warm-up left in its last checkpoint (``OUTPUT/warmup/frac_<f'>/checkpoints``).
 
 The split is cached in ``OUTPUT/warmup/split_<method>_L<levels>/frac_<f>/`` (``split.json`` with the
 regions, what was split and the counts; ``dense.pt`` the sub-supernets' dense weights); a folder
-made with other settings is refused, naming both.
+made with other settings is refused, naming both. While it is made, ``work/`` there journals every
+choice measured, split made and fine-tuning checkpoint (:func:`recnas.lid.split.split_supernet`), so
+a killed run resumes without redoing them; once ``split.json`` is written the sub-supernets' states
+are removed from ``work/`` and ``work/journal.jsonl`` stays (what each process computed).
 
 :func:`run_split_study` scores the inherited-weight estimators of a pipeline (e.g. ``oneshot`` and
 ``sigeo``) on the single supernet and on the split at every warm-up fraction above 0, against a
@@ -29,7 +36,7 @@ import numpy as np
 
 from recnas.config import to_dict
 
-__all__ = ["split_for_fraction", "parity", "run_split_study", "split_dir"]
+__all__ = ["split_for_fraction", "parity", "run_split_study", "split_dir", "step_equivalents"]
 
 
 def split_dir(out: Path, cfg: Any, fraction: float) -> Path:
@@ -48,7 +55,7 @@ def _warmup_config(cfg: Any) -> Any:
 def _settings(cfg: Any, fraction: float) -> dict[str, Any]:
     w = to_dict(cfg.warmup)
     w.pop("fractions")
-    return {"split": to_dict(cfg.split), "warmup": w, "fraction": fraction}
+    return {"split": cfg.split.identity(), "warmup": w, "fraction": fraction}
 
 
 def split_for_fraction(cfg: Any, fraction: float, fm: Any, space: Any, splits: dict[str, Path], data_dir: Path,
@@ -58,7 +65,8 @@ def split_for_fraction(cfg: Any, fraction: float, fm: Any, space: Any, splits: d
     import torch
 
     from recnas.data.loader import ParquetBatchLoader
-    from recnas.lid.split import SPLIT_FILE, load_split, save_split, split_supernet
+    from recnas.lid.split import (SPLIT_FILE, clear_work, load_split, parent_optimizer_state, save_split,
+                                  split_supernet)
     from recnas.study.context import first_batches, warm_supernet
 
     if not 0.0 < fraction <= 1.0:
@@ -68,7 +76,8 @@ def split_for_fraction(cfg: Any, fraction: float, fm: Any, space: Any, splits: d
     settings = _settings(cfg, fraction)
     parent_fraction = round(fraction * (1.0 - sc.finetune_fraction), 12)  # 0.1 x 0.8 -> 0.08, not 0.08000000000000002
     config = _warmup_config(cfg)
-    parent = warm_supernet(out / "warmup" / f"frac_{parent_fraction:g}", fm, space, splits["train"],
+    parent_dir = out / "warmup" / f"frac_{parent_fraction:g}"
+    parent = warm_supernet(parent_dir, fm, space, splits["train"],
                            data_dir=data_dir, fraction=parent_fraction, batch_size=w.batch_size, config=config,
                            section="warmup", fraction_key="split.finetune_fraction")
     card_path = folder / SPLIT_FILE
@@ -86,39 +95,62 @@ def split_for_fraction(cfg: Any, fraction: float, fm: Any, space: Any, splits: d
     finetune_steps = max(single_steps - parent_steps, 0)
     measure = first_batches(splits["train"], fm, sc.batches, sc.batch_size, key="split.batches",
                             size_key="split.batch_size")
+    opt_state = None
+    if sc.finetune_optimizer == "continue" and finetune_steps > 0:
+        opt_state = parent_optimizer_state(parent_dir, parent.supernet)
     torch.manual_seed(sc.seed)
     t0 = time.perf_counter()
+    work = folder / "work"
     split = split_supernet(parent.supernet, measure, sc, finetune_batches=loader, finetune_steps=finetune_steps,
-                           lr=w.lr, eps=config.eps, progress=progress)
+                           lr=w.lr, eps=config.eps, progress=progress, parent_opt_state=opt_state,
+                           workdir=work, identity=json.loads(json.dumps(settings)))
     rec = split.record
+    peaks = [s["peak_rss_bytes"] for s in rec.splits if s.get("peak_rss_bytes")]
     facts = {
         "fraction": fraction, "parent_fraction": parent_fraction, "single_steps": single_steps,
         "parent_steps": parent_steps, "finetune_steps": rec.finetune_steps,
         "measure_forward_passes": rec.forward_passes, "measure_backward_passes": rec.backward_passes,
-        "measure_rows": sc.batch_size, "measure_seconds": rec.measure_seconds,
+        "measure_rows": sc.batch_size,
+        "measure_step_equivalents": step_equivalents(rec.forward_passes, rec.backward_passes, sc.batch_size,
+                                                     w.batch_size),
+        "measure_peak_rss_bytes": max(peaks) if peaks else None,
+        "signature_bytes": max((s.get("signature_bytes", 0) for s in rec.splits), default=0),
+        "finetune_optimizer": sc.finetune_optimizer,
+        "measure_seconds": rec.measure_seconds,
         "finetune_seconds": rec.finetune_seconds, "split_seconds": time.perf_counter() - t0,
         "parent_warmup_seconds": parent.seconds if parent.how == "warmed" else float("nan"),
         "memory": split.memory(), "splits": [{k: v for k, v in s.items() if k != "similarity"} for s in rec.splits],
     }
     save_split(split, folder, {"settings": settings, "facts": facts})
+    clear_work(work)
     return split, facts
+
+
+def step_equivalents(forward: int, backward: int, rows: int, train_batch: int) -> float:
+    """The measurement's passes in training steps of ``train_batch`` rows, counting a training step
+    as one forward and one backward pass and a backward pass as twice a forward: ``(forward x rows
+    + 2 x backward x rows) / (3 x train_batch)``."""
+    return (forward * rows + 2 * backward * rows) / (3 * train_batch)
 
 
 def _unsplit_control(cfg: Any, fraction: float, facts: dict[str, Any], fm: Any, space: Any,
                      splits: dict[str, Path], out: Path) -> Any:
     """The split run's parent, fine-tuned whole (every op allowed) for the split's fine-tuning steps,
-    with the split's recipe (tables frozen, fresh dense Adagrad) and batches."""
+    with the split's recipe (tables frozen, dense Adagrad continued or fresh as ``split.finetune_optimizer``
+    says) and batches."""
     from recnas.data.loader import ParquetBatchLoader
-    from recnas.lid.split import Region, _cycle, finetune, restricted_copy
+    from recnas.lid.split import Region, _cycle, finetune, parent_optimizer_state, restricted_copy
     from recnas.train.warmup import load_supernet
 
     w = cfg.warmup
-    parent = load_supernet(out / "warmup" / f"frac_{facts['parent_fraction']:g}")
+    parent_dir = out / "warmup" / f"frac_{facts['parent_fraction']:g}"
+    parent = load_supernet(parent_dir)
     net = restricted_copy(parent, Region())
+    state = parent_optimizer_state(parent_dir, parent) if cfg.split.finetune_optimizer == "continue" else None
     loader = ParquetBatchLoader(Path(splits["train"]), fm, batch_size=w.batch_size, shuffle=True,
                                 seed=w.seed + 1, drop_last=True, fraction=fraction)
     finetune(net, Region(), space, _cycle(loader), facts["finetune_steps"], lr=w.lr,
-             eps=_warmup_config(cfg).eps, seed=cfg.split.seed)
+             eps=_warmup_config(cfg).eps, seed=cfg.split.seed, opt_state=state)
     return net
 
 
@@ -127,9 +159,15 @@ def parity(facts: dict[str, Any]) -> str:
     meas = f"{facts['measure_forward_passes']} forward"
     if facts["measure_backward_passes"]:
         meas += f" + {facts['measure_backward_passes']} backward"
-    return (f"single supernet {facts['single_steps']} steps; split {facts['parent_steps']} parent + "
+    line = (f"single supernet {facts['single_steps']} steps; split {facts['parent_steps']} parent + "
             f"{facts['finetune_steps']} fine-tuning = {facts['parent_steps'] + facts['finetune_steps']} steps, "
             f"plus the measurement: {meas} passes of {facts['measure_rows']} rows")
+    if facts.get("measure_step_equivalents") is not None:
+        eq = facts["measure_step_equivalents"]
+        line += f" (~{eq:.1f} training-step equivalents, {100 * eq / max(facts['single_steps'], 1):.0f} % of the single supernet's steps)"
+    if facts.get("measure_peak_rss_bytes"):
+        line += f"; measurement peak memory {facts['measure_peak_rss_bytes'] / 2**20:.1f} MiB"
+    return line
 
 
 def run_split_study(cfg: Any, source: str, from_dir: str | Path, out: str | Path | None = None,

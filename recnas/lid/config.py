@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["METHODS", "SplitConfig"]
+__all__ = ["METHODS", "OPTIMIZERS", "SplitConfig"]
 
 METHODS = ("lid", "gm")
+OPTIMIZERS = ("continue", "fresh")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,12 @@ class SplitConfig:
             parent's warm-up gets the rest, so parent + fine-tuning = the single supernet's steps.
         exhaustive_max: choices with at most this many ops are split by trying every bipartition.
         seed: seeds the architectures drawn for the measurement and the fine-tuning.
+        finetune_optimizer: ``continue`` (default): a sub-supernet's fine-tuning continues its
+            parent's dense Adagrad state (the accumulators of the parent's warm-up, or of the
+            parent sub-supernet's fine-tuning one level up); ``fresh``: a new Adagrad per
+            fine-tuning (the first NAS-LID runs' recipe).
+        checkpoint_every: fine-tuning steps between checkpoints of a sub-supernet (0: only when
+            its fine-tuning ends); not part of the split's identity (:meth:`identity`).
     """
 
     method: str = "lid"
@@ -36,6 +43,16 @@ class SplitConfig:
     finetune_fraction: float = 0.2
     exhaustive_max: int = 8
     seed: int = 0
+    finetune_optimizer: str = "continue"
+    checkpoint_every: int = 25
+
+    def identity(self) -> dict[str, object]:
+        """The settings that decide the split's result (every field but ``checkpoint_every``)."""
+        from dataclasses import asdict
+
+        d = asdict(self)
+        d.pop("checkpoint_every")
+        return d
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -48,5 +65,9 @@ class SplitConfig:
             raise ValueError(f"k must be >= 2, got {self.k}")
         if not 0.0 <= self.finetune_fraction < 1.0:
             raise ValueError(f"finetune_fraction must be in [0, 1), got {self.finetune_fraction}")
+        if self.finetune_optimizer not in OPTIMIZERS:
+            raise ValueError(f"finetune_optimizer: {self.finetune_optimizer!r} is not one of {list(OPTIMIZERS)}")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
         if self.exhaustive_max < 2:
             raise ValueError(f"exhaustive_max must be >= 2, got {self.exhaustive_max}")

@@ -29,8 +29,30 @@ One level of :func:`split_supernet`, for every current sub-supernet:
    its parent (the parent's dense weights copied; the other group's op modules on that choice
    dropped), sharing the parent's embedding tables.
 
-After each level the new sub-supernets are fine-tuned (an equal share of the fine-tuning steps,
-spread evenly over the levels), each on architectures drawn uniformly inside its region.
+After each level the new sub-supernets are fine-tuned (the fine-tuning steps spread evenly over the
+levels, a level's share evenly over the sub-supernets it made; a level with nothing left to split
+gives its share to every current sub-supernet), each on architectures drawn uniformly inside its
+region. Level ``L + 1`` splits the sub-supernets of level ``L`` as fine-tuned, so a child starts from
+its parent's weights after the parent's own fine-tuning.
+
+**Optimizer state** (``finetune_optimizer``). The warm-up's dense optimizer is Adagrad, whose
+per-weight accumulators set the step size: a fresh Adagrad's first steps move every weight by about
+``lr`` whatever its history, a large kick to weights warmed up for hundreds of steps (the first
+one-level runs lost most of the single supernet's ranking to that recipe alone, see
+``reports/lid_split/NOTES.md``). By default (``continue``) a sub-supernet's fine-tuning starts from
+its parent's accumulators and step counts (the warm-up's last checkpoint for level 1, the parent
+sub-supernet's fine-tuning above), as one supernet trained on would; ``fresh`` restores a new
+Adagrad per fine-tuning. The lr follows the warm-up's schedule over each fine-tuning's steps.
+
+**Resume.** With a ``workdir`` every unit of work is journalled as it ends (:class:`_Journal`):
+each choice measured (its similarity and partition, not its signatures), each split, fine-tuning
+checkpoints every ``checkpoint_every`` steps (weights, Adagrad state, generator state) and each
+sub-supernet's fine-tuned state. A rerun replays them and computes only what is missing, with the
+same result bit for bit (the fine-tuning batches are re-read from the same cycled source).
+
+**Peak memory.** Each choice's measurement runs inside :class:`PeakRSS` (the process's resident-set
+high-water mark, reset before and read after); a split's ``peak_rss_bytes`` is the largest of its
+choices', and ``signature_bytes`` the largest signature matrix held.
 
 **What is shared.** The embedding tables hold most of a CTR supernet's memory, and a sub-supernet
 differs from its parent in the dense ops it may run, not in its ids, so every sub-supernet holds
@@ -83,6 +105,9 @@ __all__ = [
     "finetune",
     "restricted_copy",
     "save_split",
+    "PeakRSS",
+    "parent_optimizer_state",
+    "clear_work",
     "load_split",
 ]
 
@@ -406,20 +431,90 @@ def _cycle(batches: Iterable[Batch]) -> Iterator[Batch]:
             raise ValueError("fine-tuning: the batch source yields no batches")
 
 
-def finetune(net: Supernet, region: Region, space: SearchSpace, batches: Iterator[Batch], steps: int, *,
-             lr: float, eps: float, seed: int, lr_warmup: float = 0.1) -> list[float]:
-    """``steps`` Adagrad steps on the dense weights of ``net`` (tables frozen), each on an architecture
-    drawn uniformly inside ``region``, lr on the warm-up's schedule (cosine after a linear ramp)."""
+OptState = dict[str, dict[str, torch.Tensor]]  # dense param name -> {"sum", "step"}: Adagrad's state
+
+
+def optimizer_state(opt: torch.optim.Optimizer, net: Supernet) -> OptState:
+    """The dense Adagrad state of ``opt`` over ``net.dense_arch``, by parameter name (copies)."""
+    out: OptState = {}
+    for n, p in net.dense_arch.named_parameters():
+        st = opt.state.get(p)
+        if st:
+            out[n] = {"sum": st["sum"].detach().clone(), "step": st["step"].detach().clone()}
+    return out
+
+
+def parent_optimizer_state(run_dir: str | Path, net: Supernet) -> OptState:
+    """The dense Adagrad state a warm-up left in its last checkpoint (``run_dir/checkpoints``), for
+    the dense parameters of the unsharded ``net``; raises naming the folder if it has none."""
+    import torch.distributed.checkpoint as dcp
+
+    from recnas.train.checkpoint import latest_checkpoint
+
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise FileNotFoundError(
+            f"split.finetune_optimizer=continue: the parent warm-up {run_dir} has no checkpoint holding its "
+            f"optimizer state (a reused or cleaned warm-up); warm it up again there or set "
+            f"split.finetune_optimizer: fresh")
+    state = {"optim": {"state": {f"dense_arch.{n}": {"sum": torch.zeros_like(p), "step": torch.zeros(())}
+                                 for n, p in net.dense_arch.named_parameters()}}}
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "assuming the intent is to load in a single process"
+        dcp.load(state, checkpoint_id=str(ckpt), no_dist=True)
+    return {k[len("dense_arch."):]: v for k, v in state["optim"]["state"].items()}
+
+
+def _make_optimizer(net: Supernet, lr: float, eps: float, state: OptState | None) -> torch.optim.Optimizer:
     from recnas.train.distributed import dense_adagrad
+
+    opt = dense_adagrad([p for p in net.dense_arch.parameters()], lr, eps)
+    if state:
+        for n, p in net.dense_arch.named_parameters():
+            if n in state:  # Adagrad made its state at construction: overwrite it in place
+                opt.state[p]["sum"].copy_(state[n]["sum"])
+                opt.state[p]["step"].copy_(state[n]["step"])
+    return opt
+
+
+@dataclass
+class _Progress:
+    """Where a sub-supernet's fine-tuning stands (a checkpoint's content)."""
+
+    step: int = 0
+    rng: dict[str, Any] | None = None
+    losses: list[float] = field(default_factory=list)
+
+
+def finetune(net: Supernet, region: Region, space: SearchSpace, batches: Iterator[Batch], steps: int, *,
+             lr: float, eps: float, seed: int, lr_warmup: float = 0.1, opt_state: OptState | None = None,
+             start: _Progress | None = None, checkpoint_every: int = 0,
+             on_checkpoint: Any = None) -> tuple[list[float], OptState]:
+    """``steps`` Adagrad steps on the dense weights of ``net`` (tables frozen), each on an architecture
+    drawn uniformly inside ``region``, lr on the warm-up's schedule (cosine after a linear ramp).
+
+    Args:
+        opt_state: the Adagrad state to continue (:func:`optimizer_state`); ``None``: a fresh one.
+        start: resume at ``start.step`` with its generator state and losses (``batches`` must
+            then be positioned at that step's batch).
+        checkpoint_every, on_checkpoint: ``on_checkpoint(progress, opt_state)`` every
+            ``checkpoint_every`` steps (0: never) before the last.
+
+    Returns:
+        The losses of all ``steps`` steps and the final optimizer state.
+    """
     from recnas.train.loop import lr_factor, set_lr
 
-    if steps <= 0:
-        return []
-    opt = dense_adagrad([p for p in net.dense_arch.parameters()], lr, eps)
+    opt = _make_optimizer(net, lr, eps, opt_state)
     rng = np.random.default_rng(seed)
-    losses = []
+    pos = start or _Progress()
+    if pos.rng is not None:
+        rng.bit_generator.state = pos.rng
+    losses = list(pos.losses)
     net.train()
-    for step in range(steps):
+    for step in range(pos.step, steps):
         set_lr(opt, lr_factor(step, steps, lr_warmup))
         b = next(batches)
         with torch.no_grad():
@@ -430,20 +525,136 @@ def finetune(net: Supernet, region: Region, space: SearchSpace, batches: Iterato
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
+        done = step + 1
+        if on_checkpoint is not None and checkpoint_every > 0 and done % checkpoint_every == 0 and done < steps:
+            on_checkpoint(_Progress(done, rng.bit_generator.state, list(losses)), optimizer_state(opt, net))
     net.eval()
-    return losses
+    return losses, optimizer_state(opt, net)
 
 
 def _shares(total: int, n: int) -> list[int]:
     return [total // n + (1 if i < total % n else 0) for i in range(n)]
 
 
+# -- peak memory ------------------------------------------------------------------------------------
+
+
+def _status_kb(field_name: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+class PeakRSS:
+    """The peak resident memory a block of code adds to the process, in bytes (Linux).
+
+    On entry the kernel's high-water mark is reset (``/proc/self/clear_refs``, value 5) and the
+    resident size read; on exit ``peak_bytes = VmHWM - VmRSS(entry)``: the most memory the block
+    held at once beyond what the process held before it (tensors freed before the block and still
+    cached by the allocator can hide part of it, so it is a lower bound). ``None`` where ``/proc``
+    does not offer it."""
+
+    def __enter__(self) -> PeakRSS:
+        self.peak_bytes: int | None = None
+        self._base: int | None = None
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+            self._base = _status_kb("VmRSS")
+        except OSError:
+            self._base = None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        hwm = _status_kb("VmHWM")
+        if self._base is not None and hwm is not None:
+            self.peak_bytes = max(hwm - self._base, 0) * 1024
+
+
 # -- the procedure ----------------------------------------------------------------------------------
+
+JOURNAL_FILE = "journal.jsonl"
+
+
+class _Journal:
+    """The split's work, one JSON line per finished unit, in ``workdir/journal.jsonl``, plus the
+    sub-supernets' states (``L<level>_<i>.pt`` when fine-tuned, ``L<level>_<i>.ckpt.pt`` mid-way).
+
+    Line kinds: ``settings`` (first line), ``choice`` (one choice of one sub-supernet measured:
+    similarity, groups, score, passes), ``split`` (a sub-supernet split: the choice picked),
+    ``steps`` (fine-tuning steps ``[from, to)`` of one sub-supernet run in this process, written at
+    each checkpoint and at its end), ``finetuned`` (a sub-supernet's fine-tuning done, its state saved).
+    A rerun replays the lines instead of computing them again."""
+
+    def __init__(self, workdir: Path | None, settings: dict[str, Any]) -> None:
+        import json
+
+        self.dir = workdir
+        self.lines: list[dict[str, Any]] = []
+        if workdir is None:
+            return
+        workdir.mkdir(parents=True, exist_ok=True)
+        path = workdir / JOURNAL_FILE
+        if path.exists():
+            raw = path.read_text().splitlines()
+            for i, line in enumerate(raw):
+                try:
+                    self.lines.append(json.loads(line))
+                except json.JSONDecodeError:
+                    if i != len(raw) - 1:  # only a torn last line (a kill mid-write) is dropped
+                        raise ValueError(f"{path}: line {i + 1} is not JSON") from None
+            if self.lines and self.lines[0].get("settings") != json.loads(json.dumps(settings)):
+                raise ValueError(f"split: {workdir} holds the work of a split with other settings "
+                                 f"({self.lines[0].get('settings')}) than asked now ({settings}); delete it")
+        if not self.lines:
+            self.add({"kind": "settings", "settings": settings})
+
+    def add(self, line: dict[str, Any]) -> None:
+        import json
+        import os
+
+        self.lines.append(json.loads(json.dumps(line)))
+        if self.dir is None:
+            return
+        with open(self.dir / JOURNAL_FILE, "a") as f:
+            f.write(json.dumps(line, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def find(self, **match: Any) -> dict[str, Any] | None:
+        for line in self.lines:
+            if all(line.get(k) == v for k, v in match.items()):
+                return line
+        return None
+
+    def save(self, name: str, obj: Any) -> None:
+        import os
+
+        if self.dir is None:
+            return
+        tmp = self.dir / (name + ".tmp")
+        torch.save(obj, tmp)
+        os.replace(tmp, self.dir / name)
+
+    def load(self, name: str) -> Any:
+        if self.dir is None or not (self.dir / name).exists():
+            return None
+        return torch.load(self.dir / name, map_location="cpu", weights_only=False)
+
+
+def _skip(it: Iterator[Batch], n: int) -> Iterator[Batch]:
+    for _ in range(n):
+        next(it)
+    return it
 
 
 def split_supernet(net: Supernet, measure_batches: Sequence[Batch], config: SplitConfig, *,
                    finetune_batches: Iterable[Batch] = (), finetune_steps: int = 0, lr: float = 0.01,
-                   eps: float = 1e-2, progress: bool = False) -> SplitSupernet:
+                   eps: float = 1e-2, progress: bool = False, parent_opt_state: OptState | None = None,
+                   workdir: str | Path | None = None, identity: dict[str, Any] | None = None) -> SplitSupernet:
     """Splits ``net`` (left unchanged: children copy its dense part, share its tables) for
     ``config.levels`` levels and fine-tunes the sub-supernets (module docstring).
 
@@ -451,68 +662,155 @@ def split_supernet(net: Supernet, measure_batches: Sequence[Batch], config: Spli
         net: the warmed-up parent supernet (unsharded).
         measure_batches: at least ``config.batches`` batches; the first ``config.batches`` are used
             for every measurement.
-        finetune_batches: the fine-tuning rows, cycled (e.g. the warm-up loader).
-        finetune_steps: fine-tuning steps in all (0: none), spread evenly over levels and sub-supernets.
+        finetune_batches: the fine-tuning rows, cycled (e.g. the warm-up loader); re-iterable.
+        finetune_steps: fine-tuning steps in all (0: none), spread evenly over the levels and, in a
+            level, over the sub-supernets made there (a level that splits nothing gives its steps
+            to every current sub-supernet), so they always add up to ``finetune_steps``.
         lr, eps: the dense Adagrad of the fine-tuning.
+        parent_opt_state: the parent's dense Adagrad state (:func:`parent_optimizer_state`), which
+            the level-1 sub-supernets continue under ``finetune_optimizer: continue`` (``None``: fresh).
+        workdir: where the work is journalled (:class:`_Journal`); a rerun with the same folder
+            resumes: choices measured, splits made and fine-tuning steps done are read, not redone.
+        identity: the settings the journal must match (default ``config.identity()``).
+
+    Fault points (:mod:`recnas.faults`): ``split.measure`` (a choice's similarity journalled),
+    ``split.partition`` (a sub-supernet's split journalled), ``split.checkpoint`` (a fine-tuning
+    checkpoint written), ``split.finetuned`` (a sub-supernet's fine-tuning done and saved).
     """
     import sys
 
+    from recnas.faults import fault_point
+
     if len(measure_batches) < config.batches:
         raise ValueError(f"split: {len(measure_batches)} measurement batches given, config.batches={config.batches}")
+    journal = _Journal(Path(workdir) if workdir is not None else None, identity or config.identity())
     space = net.space
     inputs = _inputs(net, list(measure_batches)[: config.batches])
     record = SplitRecord(config.method, config.levels)
-    leaves: list[tuple[Region, Supernet]] = [(Region(), net)]
+    continue_opt = config.finetune_optimizer == "continue"
+    # (region, sub-supernet, its Adagrad state or None)
+    leaves: list[tuple[Region, Supernet, OptState | None]] = [(Region(), net, parent_opt_state if continue_opt else None)]
     choices = [(b, k) for b in range(space.num_blocks) for k in _KINDS]
-    it = _cycle(finetune_batches) if finetune_steps > 0 else iter(())
     per_level = _shares(finetune_steps, config.levels)
+    consumed = 0  # fine-tuning batches drawn before the current sub-supernet's
     for level in range(config.levels):
         t0 = time.perf_counter()
-        new: list[tuple[Region, Supernet]] = []
-        for region, sub in leaves:
+        new: list[tuple[Region, Supernet, OptState | None, bool]] = []  # ..., made at this level
+        for region, sub, opt_state in leaves:
+            key = region.describe()
             cands = [c for c in choices if len(region.ops(space, c)) >= 2]
             if not cands:
-                new.append((region, sub))
+                new.append((region, sub, opt_state, False))
                 continue
-            ts = time.perf_counter()
             scored = []
-            sig_floats = 0
+            peak = 0
             for ci, c in enumerate(cands):
-                ops, sig, passes = op_signatures(sub, region, space, c, inputs, config.method, config.k,
-                                                 config.seed + 1000 * level)
-                record.forward_passes += passes["forward"]
-                record.backward_passes += passes["backward"]
-                sig_floats = max(sig_floats, sig.size)
-                sim = _cosine(sig)
-                a, b, s = best_bipartition(sim, config.exhaustive_max, config.seed)
-                scored.append((s, ci, c, ops, a, b, sim))
-            s, _, c, ops, a, b, sim = min(scored, key=lambda x: (x[0], x[1]))
+                done = journal.find(kind="choice", level=level + 1, region=key, choice=choice_name(c))
+                if done is None:
+                    ts = time.perf_counter()
+                    with PeakRSS() as one:
+                        ops, sig, passes = op_signatures(sub, region, space, c, inputs, config.method, config.k,
+                                                         config.seed + 1000 * level)
+                        sim = _cosine(sig)
+                        a, b, sc = best_bipartition(sim, config.exhaustive_max, config.seed)
+                    done = {"kind": "choice", "level": level + 1, "region": key, "choice": choice_name(c),
+                            "ops": list(ops), "similarity": np.round(sim, 6).tolist(), "a": list(a),
+                            "b": list(b), "score": sc, "forward": passes["forward"],
+                            "backward": passes["backward"], "signature_floats": int(sig.size),
+                            "signature_bytes": int(sig.nbytes), "seconds": time.perf_counter() - ts,
+                            "peak_rss_bytes": one.peak_bytes}
+                    del sig
+                    journal.add(done)
+                    fault_point("split.measure")
+                record.forward_passes += done["forward"]
+                record.backward_passes += done["backward"]
+                peak = max(peak, done["peak_rss_bytes"] or 0)
+                scored.append((done["score"], ci, c, tuple(done["ops"]), tuple(done["a"]), tuple(done["b"]), done))
+            s, _, c, ops, a, b, _ = min(scored, key=lambda x: (x[0], x[1]))
             groups = (tuple(ops[i] for i in a), tuple(ops[i] for i in b))
+            chosen = [x[6] for x in scored if x[2] == c][0]
+            if journal.find(kind="split", level=level + 1, region=key) is None:
+                journal.add({"kind": "split", "level": level + 1, "region": key, "choice": choice_name(c),
+                             "groups": [list(g) for g in groups]})
+                fault_point("split.partition")
             record.splits.append({
-                "level": level + 1, "parent": region.describe(), "choice": choice_name(c),
+                "level": level + 1, "parent": key, "choice": choice_name(c),
                 "groups": [list(g) for g in groups], "score": s,
                 "scores": {choice_name(x[2]): x[0] for x in scored},
-                "ops": list(ops), "similarity": np.round(sim, 6).tolist(),
-                "seconds": time.perf_counter() - ts, "signature_floats": sig_floats,
+                "ops": list(ops), "similarity": chosen["similarity"],
+                "seconds": sum(x[6]["seconds"] for x in scored),
+                "signature_floats": max(x[6]["signature_floats"] for x in scored),
+                "signature_bytes": max(x[6].get("signature_bytes", 0) for x in scored),
+                # the measurement's own peak: the largest of its choices' (each in this or an earlier process)
+                "peak_rss_bytes": peak if peak else None,
             })
             if progress:
-                print(f"  {config.method} split level {level + 1} [{region.describe()}]: {choice_name(c)} -> "
+                print(f"  {config.method} split level {level + 1} [{key}]: {choice_name(c)} -> "
                       f"{groups[0]} | {groups[1]} (score {s:.4f})", file=sys.stderr, flush=True)
             for g in groups:
                 r = region.restrict(c, g)
-                new.append((r, restricted_copy(sub, r)))
+                st = None if opt_state is None else {n: v for n, v in opt_state.items()}
+                new.append((r, restricted_copy(sub, r), st, True))
         record.measure_seconds += time.perf_counter() - t0
         t1 = time.perf_counter()
-        fresh = [i for i, (r, s) in enumerate(new) if all(s is not old for _, old in leaves)]
-        for i, steps in zip(fresh, _shares(per_level[level], max(len(fresh), 1))):
-            r, s = new[i]
-            finetune(s, r, space, it, steps, lr=lr, eps=eps, seed=config.seed + 7919 * (level + 1) + i)
+        fresh = [i for i, x in enumerate(new) if x[3]] or list(range(len(new)))
+        for i, steps in zip(fresh, _shares(per_level[level], len(fresh))):
+            r, sub, opt_state, made = new[i]
+            name = f"L{level + 1}_{i}"
+            if steps > 0:
+                if journal.find(kind="finetuned", level=level + 1, index=i) is not None:
+                    saved = journal.load(name + ".pt")
+                    if saved is None:
+                        raise FileNotFoundError(f"split: {journal.dir} journals {name} as fine-tuned but "
+                                                f"{name}.pt is missing; delete the folder")
+                    sub.dense_arch.load_state_dict(saved["dense"], strict=True)
+                    opt_state = saved["optim"]
+                else:
+                    ck = journal.load(name + ".ckpt.pt")
+                    start = None
+                    if ck is not None:
+                        sub.dense_arch.load_state_dict(ck["dense"], strict=True)
+                        opt_state = ck["optim"]
+                        start = _Progress(ck["step"], ck["rng"], ck["losses"])
+                    begin = start.step if start else 0
+                    it = _skip(_cycle(finetune_batches), consumed + begin)
+                    mark = [begin]
+
+                    def on_ck(pos: _Progress, st: OptState, name: str = name, sub: Supernet = sub,
+                              level: int = level, i: int = i, mark: list[int] = mark) -> None:
+                        journal.save(name + ".ckpt.pt", {"dense": sub.dense_arch.state_dict(), "optim": st,
+                                                         "step": pos.step, "rng": pos.rng, "losses": pos.losses})
+                        journal.add({"kind": "steps", "level": level + 1, "index": i, "from": mark[0], "to": pos.step})
+                        mark[0] = pos.step
+                        fault_point("split.checkpoint")
+
+                    losses, st = finetune(sub, r, space, it, steps, lr=lr, eps=eps,
+                                          seed=config.seed + 7919 * (level + 1) + i, opt_state=opt_state,
+                                          start=start, checkpoint_every=config.checkpoint_every if journal.dir else 0,
+                                          on_checkpoint=on_ck)
+                    opt_state = st if continue_opt else None
+                    journal.save(name + ".pt", {"dense": sub.dense_arch.state_dict(), "optim": opt_state,
+                                                "losses": losses})
+                    journal.add({"kind": "steps", "level": level + 1, "index": i, "from": mark[0], "to": steps})
+                    journal.add({"kind": "finetuned", "level": level + 1, "index": i, "region": r.describe(),
+                                 "steps": steps})
+                    fault_point("split.finetuned")
+                if not continue_opt:
+                    opt_state = None
+                new[i] = (r, sub, opt_state, made)
+            consumed += steps
             record.finetune_steps += steps
         record.finetune_seconds += time.perf_counter() - t1
-        leaves = new
-    for _, s in leaves:
+        leaves = [(r, s, o) for r, s, o, _ in new]
+    for _, s, _ in leaves:
         s.eval()
-    return SplitSupernet([s for _, s in leaves], [r for r, _ in leaves], record)
+    return SplitSupernet([s for _, s, _ in leaves], [r for r, _, _ in leaves], record)
+
+
+def clear_work(workdir: str | Path) -> None:
+    """Removes the sub-supernets' states from a finished split's work folder (the journal stays)."""
+    for p in Path(workdir).glob("*.pt"):
+        p.unlink()
 
 
 # -- saving -----------------------------------------------------------------------------------------
