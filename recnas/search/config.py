@@ -105,6 +105,12 @@ class EstimatorConfig:
             the training split; the same on every rank).
         val_batches: validation minibatches (for the one-shot estimator; 0 = none).
         seed: seeds fresh initialisation and any randomness of the estimator.
+        sharded: ``auto`` (default), ``true`` or ``false``: score through the TorchRec-sharded
+            supernet (each rank holds only its table shards; the scoring batches' lookups are
+            computed once through them, :mod:`recnas.study.sharded`) or through an unsharded copy
+            on every rank. ``auto``: sharded under torchrun with ``init: inherit``. How the scores
+            are computed, not what they are (equal to float rounding), so it is not part of the
+            run's identity.
     """
 
     name: str = "sigeo"
@@ -114,10 +120,14 @@ class EstimatorConfig:
     batch_size: int = 512
     val_batches: int = 0
     seed: int = 0
+    sharded: str | bool = "auto"
 
     def __post_init__(self) -> None:
         if self.init not in ("inherit", "fresh"):
             raise ValueError(f"estimator.init: expected 'inherit' or 'fresh', got {self.init!r}")
+        from recnas.study.sharded import check_sharded
+
+        check_sharded(self.sharded, self.init)
         if self.batches < 1 or self.batch_size < 1 or self.val_batches < 0:
             raise ValueError(
                 "estimator: batches and batch_size must be >= 1 and val_batches >= 0, got "
@@ -367,7 +377,7 @@ def journal_config(cfg: PipelineConfig, space: dict[str, Any]) -> dict[str, Any]
         "data": data,
         "space": space,
         "supernet": supernet,
-        "estimator": to_dict(cfg.estimator),
+        "estimator": {k: v for k, v in to_dict(cfg.estimator).items() if k != "sharded"},  # how, not what
         "search": search,
     }
     if cfg.search.evaluator == "oracle":  # only then: the headers of estimator searches are as before

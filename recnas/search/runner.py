@@ -25,11 +25,17 @@ Run folder (``output:``), the layout ``recnas export RUN_DIR`` reads::
     RUN_DIR/final/, final.csv production training of the exported best and the baselines (final.top > 0)
 
 Distributed (``torchrun --nproc-per-node N -m recnas search ...``): the warm-up shards the
-supernet's tables across ranks (TorchRec DMP). For scoring, every rank loads the *unsharded*
-warmed-up supernet (``load_supernet``, tables reassembled from the shards) and computes the
-scoring batches' embedding lookups once; all ranks ask the strategy for the same generation in
-lockstep, each rank scores every N-th not-yet-scored candidate of it, and the scores are
-all-gathered, so every rank tells the strategy the same scores. Only rank 0 writes the journal,
+supernet's tables across ranks (TorchRec DMP). Scoring keeps them sharded (``estimator.sharded:
+auto``, the default, with ``init: inherit``): every rank loads only its table shards and the dense
+part into the sharded supernet (DCP), and the scoring batches' pooled lookups are computed once
+through the sharded tables, all ranks in lockstep (:mod:`recnas.study.sharded`); no rank holds
+all tables. Candidates are then scored from those lookups and the replicated dense part, with no
+collective per candidate: all ranks ask the strategy for the same generation in lockstep, each
+rank scores every N-th not-yet-scored candidate of it, and the scores are all-gathered, so every
+rank tells the strategy the same scores. ``estimator.sharded: false`` (and ``init: fresh``, whose
+fresh tables are unsharded) loads an *unsharded* copy of the supernet on every rank instead
+(``load_supernet``, tables reassembled from the shards); the scores are the same to float
+rounding, so the choice is not part of the run's identity. Only rank 0 writes the journal,
 the report and the export. A schema-1 ``journal.jsonl`` (recnas before the trial store) is
 converted in place the first time its run folder is continued (the original kept as
 ``journal.v1.jsonl``).
@@ -196,15 +202,22 @@ def _mirror_card(run_dir: Path, env: Any) -> None:
 
 
 def _scoring_context(cfg: PipelineConfig, run_dir: Path, data_dir: Path, fm: Any,
-                     device: torch.device | None = None) -> Any:
+                     device: torch.device | None = None, env: Any = None) -> Any:
     """The estimator's data and weights: the first ``batches x batch_size`` training rows (and
     ``val_batches`` validation batches; the same on every rank,
-    :func:`recnas.study.context.scoring_batches`, as in the bench) and this rank's unsharded copy
-    of the warmed-up supernet, all on ``device`` (the search passes its ``env.device``: the process's
-    GPU, or CPU; ``None``: as ``RECNAS_DEVICE`` says)."""
+    :func:`recnas.study.context.scoring_batches`, as in the bench) and the warmed-up supernet, all
+    on ``device`` (the search passes its ``env.device``: the process's GPU, or CPU; ``None``: as
+    ``RECNAS_DEVICE`` says).
+
+    The supernet is sharded over the ranks when ``estimator.sharded`` says so
+    (:func:`recnas.study.sharded.use_sharded`; ``auto``: under torchrun with inherited weights):
+    the batches' lookups are computed once through the sharded tables, collectively
+    (:func:`recnas.study.sharded.sharded_scoring_context`). Otherwise each rank loads its own
+    unsharded copy (``load_supernet``)."""
     from recnas.data.loader import load_prepared
     from recnas.estimators import ScoringContext
     from recnas.study.context import scoring_batches
+    from recnas.study.sharded import sharded_scoring_context, use_sharded
     from recnas.train.warmup import load_supernet
 
     est = cfg.estimator
@@ -215,6 +228,18 @@ def _scoring_context(cfg: PipelineConfig, run_dir: Path, data_dir: Path, fm: Any
     _, splits = load_prepared(data_dir)
     batches, val_batches = scoring_batches(splits, fm, batches=est.batches, val_batches=est.val_batches,
                                            batch_size=est.batch_size, section="estimator")
+    world = env.world_size if env is not None else 1
+    if use_sharded(est.sharded, est.init, world):
+        if env is None:
+            from recnas.train.distributed import init_distributed
+
+            env = init_distributed()
+        ctx, sn = sharded_scoring_context(run_dir, fm, batches, val_batches, env, seed=est.seed)
+        if env.is_main:
+            print(f"recnas search: scoring through the sharded supernet: {sn.local_table_bytes / 2**20:,.1f} MiB "
+                  f"of tables on rank 0 ({sn.local_table_bytes / sn.full_table_bytes:.0%} of one full copy, "
+                  f"{sn.full_table_bytes / 2**20:,.1f} MiB; {env.world_size} rank(s))", file=sys.stderr)
+        return ctx
     supernet = load_supernet(run_dir, device=device) if est.init == "inherit" else None
     return ScoringContext(
         fm, batches=batches, val_batches=val_batches,
@@ -450,7 +475,7 @@ def run_search(cfg: PipelineConfig, *, resume: bool = False, progress: bool = Tr
             what = f"train-from-scratch oracle (seed {cfg.oracle.seed}; budget in training runs)"
             study.evaluators["oracle"] = evaluator
         else:
-            ctx = _scoring_context(cfg, run_dir, data_dir, fm, env.device)
+            ctx = _scoring_context(cfg, run_dir, data_dir, fm, env.device, env)
             evaluator = ProxyEvaluator(estimator, ctx, identity=measurement_identity(header))
             what = f"estimator {cfg.estimator.name} ({cfg.estimator.init})"
             study.evaluators.update(estimator=evaluator, oracle=make_oracle)
