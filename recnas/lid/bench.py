@@ -30,6 +30,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -105,7 +106,7 @@ def split_for_fraction(cfg: Any, fraction: float, fm: Any, space: Any, splits: d
                            lr=w.lr, eps=config.eps, progress=progress, parent_opt_state=opt_state,
                            workdir=work, identity=json.loads(json.dumps(settings)))
     rec = split.record
-    peaks = [s["peak_rss_bytes"] for s in rec.splits if s.get("peak_rss_bytes")]
+    peaks = [s["peak_rss_bytes"] for s in rec.splits if s.get("peak_rss_bytes") is not None]
     facts = {
         "fraction": fraction, "parent_fraction": parent_fraction, "single_steps": single_steps,
         "parent_steps": parent_steps, "finetune_steps": rec.finetune_steps,
@@ -165,21 +166,28 @@ def parity(facts: dict[str, Any]) -> str:
     if facts.get("measure_step_equivalents") is not None:
         eq = facts["measure_step_equivalents"]
         line += f" (~{eq:.1f} training-step equivalents, {100 * eq / max(facts['single_steps'], 1):.0f} % of the single supernet's steps)"
-    if facts.get("measure_peak_rss_bytes"):
-        line += f"; measurement peak memory {facts['measure_peak_rss_bytes'] / 2**20:.1f} MiB"
+    if facts.get("measure_peak_rss_bytes") is not None:
+        line += (f"; measurement peak memory {facts['measure_peak_rss_bytes'] / 2**20:.1f} MiB above the resident "
+                 f"set before it, signatures {facts.get('signature_bytes', 0) / 2**20:.2f} MiB")
     return line
 
 
 def run_split_study(cfg: Any, source: str, from_dir: str | Path, out: str | Path | None = None,
                     estimators: tuple[str, ...] = ("oneshot", "sigeo"), progress: bool = True,
-                    control: bool = False) -> Path:
+                    control: bool = False, variants: Sequence[tuple[str, int]] | None = None) -> Path:
     """Single supernet vs split at every warm-up fraction > 0, for the pipeline's estimator entries
     named in ``estimators`` (scored with inherited weights), judged against the ground truth of the
     build in ``from_dir`` (``recnas.bench.compare.read_built``). Warm-ups and splits go to
     ``cfg.output``; ``split_results.csv`` and ``split_report.md`` to ``out`` (default ``cfg.output``).
 
     ``control`` adds a third context: the parent fine-tuned whole (no split) for the same steps with
-    the same recipe, which tells the split's effect from the fine-tuning recipe's."""
+    the same recipe, which tells the split's effect from the fine-tuning recipe's.
+
+    ``variants``: ``(method, levels)`` pairs to split and score beside the one single supernet
+    (default: the ``split:`` section's own); each is ``split:`` with that method and levels, made
+    (or found) in its own folder, one after the other, all against the same single-supernet scores."""
+    import dataclasses
+
     from recnas.bench import stats
     from recnas.bench.compare import _supernet, read_built, scoring_inputs
     from recnas.bench.groundtruth import sample_archs, truth_matrix
@@ -204,12 +212,23 @@ def run_split_study(cfg: Any, source: str, from_dir: str | Path, out: str | Path
     rows_info = []
     for frac in [f for f in cfg.warmup.fractions if f > 0]:
         single, wsecs, wsteps = _supernet(cfg, frac, space, fm, splits, data_dir, base, progress)
-        split, facts = split_for_fraction(cfg, frac, fm, space, splits, data_dir, base, progress)
-        rows_info.append(facts)
-        nets = [("single", single), (f"{cfg.split.method} split L{cfg.split.levels}", split)]
+        nets: list[tuple[str, Any]] = [("single", lambda: single)]
+        for method, levels in variants or [(cfg.split.method, cfg.split.levels)]:
+            vcfg = dataclasses.replace(cfg, split=dataclasses.replace(cfg.split, method=method, levels=levels))
+
+            def make(vcfg: Any = vcfg, frac: float = frac) -> Any:
+                split, facts = split_for_fraction(vcfg, frac, fm, space, splits, data_dir, base, progress)
+                rows_info.append({**facts, "method": vcfg.split.method, "levels": vcfg.split.levels})
+                return split
+
+            nets.append((f"{method} split L{levels}", make))
         if control:
-            nets.append(("parent + fine-tuning, no split", _unsplit_control(cfg, frac, facts, fm, space, splits, base)))
-        for what, net in nets:
+            def ctl(frac: float = frac) -> Any:
+                return _unsplit_control(cfg, frac, rows_info[-1], fm, space, splits, base)
+
+            nets.append(("parent + fine-tuning, no split", ctl))
+        for what, make_net in nets:
+            net = make_net()
             ctx = ScoringContext(fm, batches, val_batches, supernet=net, init="inherit", seed=sc.seed, device="cpu")
             for e in entries:
                 label = f"{e.display} | {what} | {100 * frac:g}%"
@@ -219,6 +238,7 @@ def run_split_study(cfg: Any, source: str, from_dir: str | Path, out: str | Path
                 scores[label] = np.where(np.isfinite(s), s, np.nanmin(s[np.isfinite(s)]) - 1.0)
                 if progress:
                     print(f"  {label}: {seconds[label]:.1f} s", file=sys.stderr, flush=True)
+            del net, ctx  # one split in memory at a time
     st = cfg.stats
     res = stats.compare(scores, truth, seconds=seconds, frac=st.top_frac, n_boot=st.n_boot, alpha=st.alpha,
                         seed=st.seed)
@@ -229,7 +249,9 @@ def run_split_study(cfg: Any, source: str, from_dir: str | Path, out: str | Path
              f"of the build in `{from_dir}`; bootstrap {100 * (1 - st.alpha):g} % intervals over architectures "
              f"({st.n_boot} replicates). Split settings: `{to_dict(cfg.split)}`.", ""]
     for f in rows_info:
-        lines.append(f"- warm-up {100 * f['fraction']:g} %: {parity(f)}; memory {f['memory']}")
+        lines.append(f"- {f['method']} split L{f['levels']}, warm-up {100 * f['fraction']:g} %: {parity(f)}; "
+                     f"measured in {f['measure_seconds']:.1f} s, fine-tuned in {f['finetune_seconds']:.1f} s; "
+                     f"parameters {f['memory']}")
         for s in f["splits"]:
             lines.append(f"  - level {s['level']} [{s['parent']}]: split {s['choice']} into {s['groups'][0]} | "
                          f"{s['groups'][1]} (score {s['score']:.4f}; all: "
