@@ -3,15 +3,20 @@
     .venv/bin/pip install -e '.[peers]'        # deepctr-torch 0.3.0 (an optional extra)
     .venv/bin/python benchmarks/peers.py PREPARED_DIR [--models wdl deepfm dcn dcnmix autoint]
         [--seeds 0 1 2] [--epochs 1] [--batch-size 512] [--baselines dlrm deepfm dcnv2 deepfm_lib dcn_lib]
-        [--embedding-dim 16] [--dense-lr LR] [--table-lr LR] [--out CSV] [--threads N]
+        [--exports [LABEL=]EXPORT_DIR ...] [--fraction F] [--embedding-dim 16] [--dense-lr LR] [--table-lr LR]
+        [--out CSV] [--threads N]
     .venv/bin/python benchmarks/peers.py PREPARED_DIR --from-csv A.csv B.csv [--out CSV]   # merge runs
 
 ``PREPARED_DIR`` is a folder written by ``recnas data prepare``. Both sides read its parquet splits:
 
 - **Rows.** recnas's production trainer trains whole batches only (its loader drops the last partial
-  batch), so both sides train on the first ``M = (N // batch) * batch`` rows of the training split
-  (the split is a seeded random sample of the raw rows, so its first rows are a random subset): the
-  recnas runs get ``fraction = M / N`` (``recnas train --fraction``), deepctr-torch gets those M rows.
+  batch), so both sides train on the first ``M = (K // batch) * batch`` rows of the training split,
+  where ``K = N`` or, with ``--fraction F``, ``K = round(F * N)`` -- the first rows recnas's loader
+  keeps for ``fraction: F`` (a search's ``final.fraction``, ``recnas train --fraction``). The split is
+  a seeded random sample of the raw rows, so its first rows are a random subset. The recnas runs get
+  ``fraction = M / N``, deepctr-torch gets those M rows. (recnas's own ``fraction: F`` run would
+  shuffle the K rows and leave out a random partial batch of ``K - M < batch`` rows each epoch;
+  here no row is left out, so both sides see exactly the same M rows.)
   Before training, the script reads the three splits through recnas's own loader
   (``recnas.data.loader.ParquetBatchLoader``) and checks that it yields the identical labels, dense
   values and ids that deepctr-torch is given; after training it checks the rows recnas trained on
@@ -53,7 +58,11 @@ config=ProdTrainConfig(epochs=E, batch_size=B, seed=S, fraction=M/N))`` with the
 learning rates (dense Adagrad ``recnas.train.trainer.DENSE_LR``, row-wise Adagrad tables
 ``recnas.train.defaults.TABLE_LR``; ``--dense-lr`` / ``--table-lr`` override them, as the CLI's
 flags do). Its metrics are the ones ``recnas train`` reports (log loss from the logits, sklearn
-AUC), on the whole validation and test splits. Run folders go to a temporary folder (or
+AUC), on the whole validation and test splits. ``--exports`` adds exported architectures (the
+folders ``recnas search`` exports, ``RUN/export/...``), each trained from fresh weights as
+``recnas train EXPORT_DIR --data PREPARED_DIR ...`` trains it (``recnas.export.train_export``,
+``init="scratch"``) with the same settings and rows as the baselines; ``LABEL=DIR`` names its row
+(default: the folder's name). Run folders go to a temporary folder (or
 ``--work DIR``) and are deleted after each run (a trained export is ~170 MB at hash size 100k).
 
 **Cost.** deepctr-torch's tables are dense parameters: every step updates (Adagrad) and
@@ -219,16 +228,21 @@ def train_deepctr(key: str, fm: Any, train: Split, valid: Split, test: Split, *,
 # -- recnas ---------------------------------------------------------------------------------------
 def train_recnas(name: str, data_dir: Path, work: Path, *, seed: int, epochs: int, batch_size: int, fraction: float,
                  dense_lr: float | None, table_lr: float | None) -> dict[str, Any]:
-    """One baseline as ``recnas train --baseline NAME`` trains it; the run folder is deleted afterwards."""
-    from recnas.export import ProdTrainConfig, train_baseline
+    """One baseline as ``recnas train --baseline NAME`` trains it (or, for ``name = "export:DIR"``, an
+    export as ``recnas train DIR`` does); the run folder is deleted afterwards."""
+    from recnas.export import ProdTrainConfig, train_baseline, train_export
 
     lrs = {k: v for k, v in (("dense_lr", dense_lr), ("table_lr", table_lr)) if v is not None}
     config = ProdTrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, fraction=fraction, progress=False, **lrs)
-    out_dir = work / f"{name}-seed{seed}"
+    export = Path(name[len("export:"):]) if name.startswith("export:") else None
+    out_dir = work / f"{export.name if export else name}-seed{seed}"
     shutil.rmtree(out_dir, ignore_errors=True)
     t0 = time.perf_counter()
     try:
-        r = train_baseline(name, data_dir, out_dir=out_dir, config=config, resume=False)
+        if export is not None:  # as `recnas train EXPORT_DIR` trains it: fresh weights
+            r = train_export(export, data_dir, out_dir=out_dir, init="scratch", config=config, resume=False)
+        else:
+            r = train_baseline(name, data_dir, out_dir=out_dir, config=config, resume=False)
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
     wall = time.perf_counter() - t0
@@ -362,6 +376,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="deepctr-torch models (default: all five)")
     p.add_argument("--baselines", nargs="*", default=list(RECNAS_NAMES), choices=list(RECNAS_NAMES),
                    help="recnas baselines (default: all five)")
+    p.add_argument("--exports", nargs="*", default=[], metavar="[LABEL=]EXPORT_DIR",
+                   help="exported architectures (recnas search's export folders) trained beside the baselines")
+    p.add_argument("--fraction", type=float, default=1.0,
+                   help="train on the first round(F x N) training rows (whole batches of them), as recnas's "
+                        "fraction: F keeps them (default 1: all)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=512)
@@ -377,8 +396,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a = p.parse_args(argv)
     if a.epochs < 1 or a.batch_size < 1 or a.embedding_dim < 1:
         p.error("--epochs, --batch-size and --embedding-dim must be >= 1")
-    if not a.models and not a.baselines and not a.from_csv:
-        p.error("nothing to train: give --models and/or --baselines")
+    if not 0.0 < a.fraction <= 1.0:
+        p.error(f"--fraction must be in (0, 1], got {a.fraction}")
+    if not a.models and not a.baselines and not a.exports and not a.from_csv:
+        p.error("nothing to train: give --models, --baselines and/or --exports")
+    exports = []
+    for item in a.exports:
+        label, eq, path = item.partition("=")
+        d = Path(path if eq else label)
+        if not (d / "manifest.json").is_file():
+            p.error(f"--exports {item}: {d} is not an export folder (no manifest.json)")
+        exports.append((label if eq else d.name, d))
+    a.exports = exports
     return a
 
 
@@ -406,9 +435,10 @@ def run(a: argparse.Namespace) -> int:
     # -- the rows ---------------------------------------------------------------------------------
     full = read_split(splits["train"], fm)
     n, b = full.rows, a.batch_size
-    m = (n // b) * b
+    k = n if a.fraction >= 1.0 else max(1, round(a.fraction * n))  # the rows recnas's loader keeps for fraction F
+    m = (k // b) * b
     if m == 0:
-        raise UsageError(f"{a.data}: {n} training rows are fewer than one batch of {b}")
+        raise UsageError(f"{a.data}: {k} training rows are fewer than one batch of {b}")
     fraction = m / n
     train = full.head(m)
     valid, test = read_split(splits["valid"], fm), read_split(splits["test"], fm)
@@ -420,8 +450,9 @@ def run(a: argparse.Namespace) -> int:
     identical = {k: same_rows(s, v) for (k, s), v in zip(seen.items(), (train, valid, test))}
     print(f"data: {a.data} ({fm.dataset}; {fm.num_dense} dense, {fm.num_sparse} sparse, "
           f"{sum(fm.num_embeddings.values()):,} ids in all)")
-    print(f"train rows: the first {m:,} of the split's {n:,} ({m // b} batches of {b}; recnas trains whole batches "
-          f"only, so both sides get fraction {m}/{n}); valid {valid.rows:,}, test {test.rows:,}")
+    kept = f" (fraction {a.fraction:g} keeps the first {k:,})" if k < n else ""
+    print(f"train rows: the first {m:,} of the split's {n:,}{kept} ({m // b} batches of {b}; recnas trains whole "
+          f"batches only, so both sides get fraction {m}/{n}); valid {valid.rows:,}, test {test.rows:,}")
     print("recnas's loader yields the same rows as deepctr-torch is given: "
           + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in identical.items()))
     sys.stdout.flush()
@@ -440,6 +471,8 @@ def run(a: argparse.Namespace) -> int:
                      settings=f"adagrad lr 0.01; embedding {a.embedding_dim}; constructor defaults") for s in a.seeds]
     for name in a.baselines if merged is None else ():
         jobs += [Run(f"recnas {RECNAS_NAMES[name]}", "recnas", name, s) for s in a.seeds]
+    for label, d in a.exports if merged is None else ():
+        jobs += [Run(f"recnas {label}", "recnas", f"export:{d}", s) for s in a.seeds]
 
     def save() -> None:
         if a.out is not None:

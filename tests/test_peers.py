@@ -103,3 +103,57 @@ def test_without_deepctr_one_line_error(tiny, tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "deepctr_torch is not installed" in lines[0] and "pip install -e '.[peers]'" in lines[0]
     assert r.stdout == ""
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tiny, tmp_path_factory) -> Path:
+    """An export of a tiny-space architecture (seeded, untrained weights) for the prepared folder."""
+    import torch
+
+    from recnas.data import load_prepared
+    from recnas.export import build_model, export_architecture
+    from recnas.space import SearchSpace
+    from recnas.space.presets import PRESETS
+
+    fm, _ = load_prepared(tiny)
+    spec = PRESETS["deepfm"](SearchSpace.load("tiny"))
+    torch.manual_seed(0)
+    return export_architecture(build_model(spec, fm), spec, fm, tmp_path_factory.mktemp("export") / "arch", {"score": 1.0})
+
+
+@pytest.mark.skipif(_deepctr_missing() is not None, reason=_deepctr_missing() or "")
+def test_peers_fraction_and_exports_same_rows(tiny, tiny_export, tmp_path):
+    """--fraction F: both sides train on the whole batches of the first round(F x N) rows (the rows
+    recnas's fraction: F keeps); --exports trains an export beside them on those rows."""
+    out = tmp_path / "peers.csv"
+    r = _run(str(SCRIPT), str(tiny), "--models", "wdl", "--baselines", "--exports", f"searched={tiny_export}",
+             "--fraction", "0.5", "--seeds", "0", "--batch-size", "256", "--threads", "1", "--out", str(out),
+             cwd=REPO)  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    written = json.loads((tiny / "stats.json").read_text())["rows_written"]
+    k = round(0.5 * written["train"])
+    m = k // 256 * 256
+    assert 0 < m < k < written["train"]
+    assert f"the first {m:,} of the split's {written['train']:,} (fraction 0.5 keeps the first {k:,})" in r.stdout
+    assert "yields the same rows as deepctr-torch is given: train yes, valid yes, test yes" in r.stdout
+    side = "train {} valid {} test {}".format(m, written["valid"], written["test"])
+    assert f"rows  deepctr-torch: {side} | recnas: {side} | same rows: yes" in r.stdout.splitlines()
+    runs = {x["model"]: x for x in csv.DictReader(out.open())}
+    assert set(runs) == {"deepctr-torch WDL", "recnas searched"}
+    assert runs["recnas searched"]["name"] == f"export:{tiny_export}"
+    for x in runs.values():
+        assert x["status"] == "ok" and int(x["train_rows"]) == m and int(x["steps"]) == m // 256
+        assert 0 < float(x["test_logloss"]) < 1
+
+    # the merge checks the rows against the same fraction: without it the counts disagree
+    r2 = _run(str(SCRIPT), str(tiny), "--from-csv", str(out), cwd=REPO)
+    assert r2.returncode == 1 and "same rows: NO" in r2.stdout
+    r3 = _run(str(SCRIPT), str(tiny), "--from-csv", str(out), "--fraction", "0.5", cwd=REPO)
+    assert r3.returncode == 0 and "same rows: yes" in r3.stdout
+
+
+def test_peers_bad_fraction_and_export(tiny, tmp_path):
+    r = _run(str(SCRIPT), str(tiny), "--baselines", "dlrm", "--fraction", "1.5", cwd=REPO)
+    assert r.returncode == 2 and "--fraction must be in (0, 1], got 1.5" in r.stderr
+    r = _run(str(SCRIPT), str(tiny), "--exports", str(tmp_path), cwd=REPO)
+    assert r.returncode == 2 and f"{tmp_path} is not an export folder (no manifest.json)" in r.stderr
