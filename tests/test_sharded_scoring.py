@@ -166,3 +166,34 @@ def test_sharded_key_is_checked_and_not_part_of_the_identity(tmp_path):
     space = SearchSpace.load("tiny").to_dict()
     headers = [journal_config(load(sharded=v), space) for v in ("auto", True, False)]
     assert headers[0] == headers[1] == headers[2] and "sharded" not in headers[0]["estimator"]
+
+
+def test_when_scoring_is_sharded():
+    from recnas.study.sharded import use_sharded
+
+    assert use_sharded("auto", "inherit", 2) and not use_sharded("auto", "inherit", 1)
+    assert not use_sharded("auto", "fresh", 2) and not use_sharded(False, "inherit", 2)
+    assert use_sharded(True, "inherit", 1)
+    with pytest.raises(ValueError, match=r"^estimator\.sharded: expected auto, true or false, got 'yes'$"):
+        use_sharded("yes", "inherit", 2)
+
+
+def test_ready_made_lookups_must_fit_the_batches():
+    from recnas.data.batch import random_batch
+    from recnas.data.feature_map import DenseFeature, FeatureMap, SparseFeature
+    from recnas.estimators import ScoringContext
+    from recnas.models import Supernet
+    from recnas.space import SearchSpace
+
+    fm = FeatureMap("x", dense=(DenseFeature("I1"),), sparse=(SparseFeature("C1", 50), SparseFeature("C2", 20)))
+    net = Supernet(fm, SearchSpace.load("tiny")).eval()
+    batches = [random_batch(fm, 16, torch.Generator().manual_seed(s)) for s in range(2)]
+    with torch.no_grad():
+        good = [net.sparse_arch(b.sparse_features) for b in batches]
+    ctx = ScoringContext(fm, batches, supernet=net, device="cpu", lookups={"train": good, "val": []})
+    spec = _specs(1)[0]
+    assert all(torch.equal(a, b[..., : spec.embedding_dim]) for a, b in zip(ctx.embeddings("train", spec.embedding_dim), good))
+    with pytest.raises(ValueError, match=r"lookups\['train'\]: 1 tensors for 2 batches"):
+        ScoringContext(fm, batches, supernet=net, device="cpu", lookups={"train": good[:1]})
+    with pytest.raises(ValueError, match=r"lookups\['train'\]\[0\]: shape \(16, 2, 4\), expected \(16, 2, 8\)"):
+        ScoringContext(fm, batches, supernet=net, device="cpu", lookups={"train": [g[..., :4] for g in good]})
