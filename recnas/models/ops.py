@@ -27,7 +27,11 @@ model holds no LayerNorm weights; a supernet (which always holds them) does not 
 
 from __future__ import annotations
 
+import contextvars
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +41,8 @@ from recnas.models.layout import NUM_HEADS, BlockLayout, BlockPlan, Index, dot_f
 
 __all__ = [
     "take",
+    "SliceLeaf",
+    "slice_leaves",
     "ElasticFC",
     "ElasticDot",
     "ElasticGating",
@@ -57,8 +63,39 @@ __all__ = [
 #: release; 2: LayerNorm after every dense linear map, switch and ``efc``.
 OPS_VERSION = 2
 
-def take(w: torch.Tensor, rows: Index = None, cols: Index = None) -> torch.Tensor:
-    """``w[rows][:, cols]`` for an :data:`Index` on each axis (1-D ``w``: rows only)."""
+@dataclass
+class SliceLeaf:
+    """One parameter slice that a forward under :func:`slice_leaves` read: ``leaf`` holds the values
+    of ``take(param, rows, cols)`` as a leaf of the autograd graph (its own ``.grad`` after
+    backward), so the parameter itself gets no full-size gradient."""
+
+    param: nn.Parameter
+    rows: Index
+    cols: Index
+    leaf: torch.Tensor
+
+
+_LEAVES: contextvars.ContextVar[list[SliceLeaf] | None] = contextvars.ContextVar("recnas_slice_leaves", default=None)
+
+
+@contextmanager
+def slice_leaves(records: list[SliceLeaf] | None = None) -> Iterator[list[SliceLeaf]]:
+    """Inside the block, :func:`take` of a parameter that needs a gradient (with grad mode on and a
+    real slice: ``rows`` or ``cols`` given) returns a detached copy of the slice as a new autograd
+    leaf and appends a :class:`SliceLeaf` to ``records`` (yielded). The forward values are the
+    same tensors as without it, and each leaf's gradient equals the slice of the gradient the
+    parameter would have got (which is zero outside the slices), so an optimizer that updates only
+    the slices (:mod:`recnas.train.sliced`) does what a full-tensor update would do, at the cost of
+    the slices instead of the whole shared tensors. Outside the block ``take`` is unchanged."""
+    records = [] if records is None else records
+    token = _LEAVES.set(records)
+    try:
+        yield records
+    finally:
+        _LEAVES.reset(token)
+
+
+def _take(w: torch.Tensor, rows: Index, cols: Index) -> torch.Tensor:
     if rows is not None:
         w = w[:rows] if isinstance(rows, int) else w.index_select(0, rows)
     if cols is None:
@@ -66,6 +103,19 @@ def take(w: torch.Tensor, rows: Index = None, cols: Index = None) -> torch.Tenso
     if isinstance(cols, int):
         return w[:, :cols]
     return w.index_select(1, cols)
+
+
+def take(w: torch.Tensor, rows: Index = None, cols: Index = None) -> torch.Tensor:
+    """``w[rows][:, cols]`` for an :data:`Index` on each axis (1-D ``w``: rows only).
+
+    Under :func:`slice_leaves`, a parameter's slice comes back as a recorded autograd leaf."""
+    records = _LEAVES.get()
+    if (records is not None and (rows is not None or cols is not None) and isinstance(w, nn.Parameter)
+            and w.requires_grad and torch.is_grad_enabled()):
+        leaf = _take(w.detach(), rows, cols).requires_grad_(True)
+        records.append(SliceLeaf(w, rows, cols, leaf))
+        return leaf
+    return _take(w, rows, cols)
 
 
 def _linear_init(w: torch.Tensor, b: torch.Tensor | None, fan_in: int) -> None:

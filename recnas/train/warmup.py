@@ -54,6 +54,7 @@ from recnas.train.loop import (
     run_steps,
     set_lr,
 )
+from recnas.train.sliced import SlicedOptimizer
 from recnas.train.trainer import MAX_LOSS, TABLE_LR, check_resume_config
 
 if TYPE_CHECKING:
@@ -177,6 +178,7 @@ def warmup(
     resume: bool = True,
     stop_at_step: int | None = None,
     env: DistEnv | None = None,
+    sliced_updates: bool = True,
 ) -> WarmupResult:
     """Warms up a ``Supernet(feature_map, space)`` on ``train_loader`` (collective).
 
@@ -190,6 +192,9 @@ def warmup(
         resume: continue from the latest checkpoint in ``out_dir`` if there is one.
         stop_at_step: save a checkpoint and return after this many steps (deliberate interruption).
         env: from ``init_distributed()`` (called if ``None``).
+        sliced_updates: update only the slices of the shared dense tensors that each step's subnet
+            read (:mod:`recnas.train.sliced`; the same weights and optimizer state bit for bit, at a
+            fraction of the cost); ``False`` runs the full-tensor update (the reference path).
     """
     from recnas.models import Supernet
 
@@ -211,6 +216,7 @@ def warmup(
         supernet=True,
     )
     optimizer = make_optimizer(model, dense_lr=config.lr, eps=config.eps)
+    step_optimizer = SlicedOptimizer(optimizer, env) if sliced_updates else optimizer
     rng = np.random.default_rng(config.seed)
 
     pos = LoopPosition()
@@ -236,6 +242,9 @@ def warmup(
     full_count = 0
 
     def forward(m: nn.Module, batch: Batch) -> torch.Tensor:
+        if sliced_updates:
+            with step_optimizer.recording():
+                return m(batch.dense_features, batch.sparse_features, spec)
         return m(batch.dense_features, batch.sparse_features, spec)
 
     def begin_step(step: int) -> Forward:
@@ -252,7 +261,7 @@ def warmup(
 
     start_step = pos.step
     losses, seconds, rate = run_steps(
-        model, optimizer, train_loader, env, pos, total=total, stop_at_step=stop_at_step,
+        model, step_optimizer, train_loader, env, pos, total=total, stop_at_step=stop_at_step,
         begin_step=begin_step, max_loss=config.max_loss, on_nan=config.on_nan,
         checkpoint_every=config.checkpoint_every, save=save, show_progress=config.progress and env.is_main,
         desc="warm-up", what="warm-up",
