@@ -71,18 +71,24 @@ def _snr(gs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     tensor's short axis is far slower on CPU).
     """
     n = len(gs)
-    keep = torch.zeros_like(gs[0], dtype=torch.bool)
-    mean = torch.zeros_like(gs[0])
-    mean_abs = torch.zeros_like(gs[0])
-    for g in gs:
-        keep |= g != gs[0]
+    # The same element-wise operations in the same order as summing from zeros (0 + x == x; a -0 that
+    # becomes +0 only ever reaches (g - mean)^2 and |g|), with two scratch buffers instead of a new
+    # tensor per operation.
+    g0 = gs[0]
+    keep = torch.zeros_like(g0, dtype=torch.bool)
+    flag = torch.empty_like(keep)
+    scratch = torch.empty_like(g0)
+    mean = g0.clone()
+    mean_abs = torch.abs(g0)
+    for g in gs[1:]:
+        keep |= torch.ne(g, g0, out=flag)
         mean += g
-        mean_abs += g.abs()
+        mean_abs += torch.abs(g, out=scratch)
     mean /= n
     mean_abs /= n
-    var = torch.zeros_like(gs[0])
-    for g in gs:
-        var += (g - mean).square()
+    var = torch.sub(g0, mean).square_()
+    for g in gs[1:]:
+        var += torch.sub(g, mean, out=scratch).square_()
     std = var.div_(n).sqrt_()
     # Coordinates that differ across minibatches can still have a std (or mean) that underflows to
     # 0 in float32; they carry no usable ratio, so they are excluded like constant coordinates.

@@ -76,6 +76,13 @@ def space_layout(num_dense: int, num_sparse: int, space: SearchSpace) -> NetLayo
     return NetLayout(e_max, num_dense, num_sparse, tuple(blocks), dense_w[-1], fields[-1])
 
 
+def _own(t: torch.Tensor) -> torch.Tensor:
+    """``t`` as a contiguous tensor of its own: a view or a parameter is copied, a fresh one kept."""
+    if t._base is not None or isinstance(t, nn.Parameter) or not t.is_contiguous():
+        return t.detach().clone(memory_format=torch.contiguous_format)
+    return t.detach()
+
+
 class Supernet(nn.Module):
     """All architectures of ``space`` over one set of shared weights.
 
@@ -138,10 +145,12 @@ class Supernet(nn.Module):
         """
         device = self._dense_device()
         p = self.plan(spec, device)
-        arch = DenseArch(self.feature_map.num_dense, self.feature_map.num_sparse, spec, device)
+        # built on meta (no initialisation to overwrite) and handed the slices themselves: a gather
+        # (index_select) is already a fresh tensor, a view or a whole parameter is copied once
+        arch = DenseArch(self.feature_map.num_dense, self.feature_map.num_sparse, spec, torch.device("meta"))
         with torch.no_grad():
-            state = {f"net.{k}": v.detach().clone() for k, v in self.dense_arch.sliced_state(p).items()}
-        arch.load_state_dict(state, strict=True)
+            state = {f"net.{k}": _own(v) for k, v in self.dense_arch.sliced_state(p).items()}
+        arch.load_state_dict(state, strict=True, assign=True)
         return arch
 
     def extract(self, spec: ArchSpec) -> CTRModel:
