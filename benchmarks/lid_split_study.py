@@ -27,7 +27,7 @@ def main() -> None:
     ap.add_argument("--estimators", nargs="+", default=["oneshot", "sigeo"])
     ap.add_argument("--out", default=None)
     ap.add_argument("--control", action="store_true",
-                    help="also score the parent fine-tuned whole (no split) for the same steps")
+                    help="also score the parent fine-tuned whole (no split) for the same steps, and the parent alone")
     ap.add_argument("--split", nargs="+", default=None, metavar="METHOD:LEVELS",
                     help="splits to make and score, e.g. lid:1 lid:2 gm:2 (default: the split: section's)")
     a = ap.parse_args()

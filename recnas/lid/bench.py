@@ -180,8 +180,9 @@ def run_split_study(cfg: Any, source: str, from_dir: str | Path, out: str | Path
     build in ``from_dir`` (``recnas.bench.compare.read_built``). Warm-ups and splits go to
     ``cfg.output``; ``split_results.csv`` and ``split_report.md`` to ``out`` (default ``cfg.output``).
 
-    ``control`` adds a third context: the parent fine-tuned whole (no split) for the same steps with
-    the same recipe, which tells the split's effect from the fine-tuning recipe's.
+    ``control`` adds two contexts: the parent fine-tuned whole (no split) for the same steps with
+    the same recipe, which tells the split's effect from the fine-tuning recipe's, and the parent
+    alone (its warm-up's steps only), which tells the fine-tuning's effect from the shorter warm-up's.
 
     ``variants``: ``(method, levels)`` pairs to split and score beside the one single supernet
     (default: the ``split:`` section's own); each is ``split:`` with that method and levels, made
@@ -227,6 +228,13 @@ def run_split_study(cfg: Any, source: str, from_dir: str | Path, out: str | Path
                 return _unsplit_control(cfg, frac, rows_info[-1], fm, space, splits, base)
 
             nets.append(("parent + fine-tuning, no split", ctl))
+
+            def parent_alone(frac: float = frac) -> Any:
+                from recnas.train.warmup import load_supernet
+
+                return load_supernet(base / "warmup" / f"frac_{rows_info[-1]['parent_fraction']:g}")
+
+            nets.append(("parent alone, no fine-tuning", parent_alone))
         for what, make_net in nets:
             net = make_net()
             ctx = ScoringContext(fm, batches, val_batches, supernet=net, init="inherit", seed=sc.seed, device="cpu")
