@@ -114,3 +114,33 @@ def test_warmup_sliced_equals_reference_path_and_rejects_weight_decay(tmp_path: 
     p = torch.nn.Parameter(torch.ones(3))
     with pytest.raises(ValueError, match="weight_decay"):
         SlicedOptimizer(torch.optim.Adagrad([p], lr=0.1, weight_decay=0.1), init_distributed())
+
+
+def test_column_runs_gather_and_put_back_like_index_ops() -> None:
+    from recnas.models.ops import MAX_RUNS, _take, index_runs
+    from recnas.train.sliced import _put
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(6, 300, generator=g)
+    few = torch.cat([torch.arange(0, 7), torch.arange(40, 90), torch.arange(299, 300)])
+    many = torch.arange(0, 300, 2)  # 150 runs of one: gathered element by element
+    assert index_runs(few) == ((0, 0, 7), (40, 7, 50), (299, 57, 1))
+    assert index_runs(many) is None and len(many) > MAX_RUNS
+    for rows in (None, 4, torch.tensor([1, 3, 5])):
+        for cols in (few, many):
+            base = w if rows is None else (w[:rows] if isinstance(rows, int) else w.index_select(0, rows))
+            got = _take(w, rows, cols)
+            assert torch.equal(got, base.index_select(1, cols))
+            assert got.data_ptr() != w.data_ptr()  # a copy, never a view of w
+            v = torch.randn(got.shape, generator=g)
+            a, b = w.clone(), w.clone()
+            _put(a, rows, cols, v)
+            if rows is None:
+                b.index_copy_(1, cols, v)
+            elif isinstance(rows, int):
+                b[:rows].index_copy_(1, cols, v)
+            else:
+                block = b.index_select(0, rows)
+                block.index_copy_(1, cols, v)
+                b.index_copy_(0, rows, block)
+            assert torch.equal(a, b)

@@ -29,10 +29,13 @@ from __future__ import annotations
 
 import contextvars
 import math
+import weakref
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -95,6 +98,36 @@ def slice_leaves(records: list[SliceLeaf] | None = None) -> Iterator[list[SliceL
         _LEAVES.reset(token)
 
 
+#: Column indices with more runs of consecutive values than this are gathered element by element.
+MAX_RUNS = 64
+_RUNS_CACHE_SIZE = 4096
+# id(index tensor) -> (a weak reference to it, its runs); an entry counts only while the reference is
+# to that same tensor (an id can be reused after the tensor is gone)
+_RUNS: OrderedDict[int, tuple[weakref.ref, tuple[tuple[int, int, int], ...] | None]] = OrderedDict()
+
+
+def index_runs(idx: torch.Tensor) -> tuple[tuple[int, int, int], ...] | None:
+    """An increasing CPU index tensor as runs ``(first value, position, length)`` of consecutive
+    values (a plan's input columns are a few slots' prefixes), or ``None`` (another device, or more
+    than :data:`MAX_RUNS` runs). Cached per index tensor (a plan's tensors live as long as the plan)."""
+    if idx.device.type != "cpu" or idx.dim() != 1:
+        return None
+    hit = _RUNS.get(id(idx))
+    if hit is not None and hit[0]() is idx:
+        return hit[1]
+    a = idx.numpy()
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(a) != 1) + 1)) if a.size else np.zeros(0, dtype=np.int64)
+    runs = None
+    if 0 < len(starts) <= MAX_RUNS:
+        ends = np.append(starts[1:], a.size)
+        runs = tuple((int(a[i]), int(i), int(j - i)) for i, j in zip(starts, ends))
+    _RUNS[id(idx)] = (weakref.ref(idx), runs)
+    _RUNS.move_to_end(id(idx))
+    if len(_RUNS) > _RUNS_CACHE_SIZE:
+        _RUNS.popitem(last=False)
+    return runs
+
+
 def _take(w: torch.Tensor, rows: Index, cols: Index) -> torch.Tensor:
     if rows is not None:
         w = w[:rows] if isinstance(rows, int) else w.index_select(0, rows)
@@ -102,7 +135,11 @@ def _take(w: torch.Tensor, rows: Index, cols: Index) -> torch.Tensor:
         return w
     if isinstance(cols, int):
         return w[:, :cols]
-    return w.index_select(1, cols)
+    runs = None if (w.requires_grad and torch.is_grad_enabled()) else index_runs(cols)
+    if runs is None:  # (with autograd, index_select's backward is one scatter; a cat of runs' is one per run)
+        return w.index_select(1, cols)
+    # the same values as index_select, copied run by run (rows of contiguous memory, not element by element)
+    return torch.cat([w[:, a : a + n] for a, _, n in runs], dim=1)
 
 
 def take(w: torch.Tensor, rows: Index = None, cols: Index = None) -> torch.Tensor:

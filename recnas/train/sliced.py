@@ -34,7 +34,7 @@ import torch
 import torch.distributed as dist
 from torch.optim.adagrad import adagrad
 
-from recnas.models.ops import SliceLeaf, _take, slice_leaves
+from recnas.models.ops import SliceLeaf, _take, index_runs, slice_leaves
 from recnas.train.distributed import DistEnv
 
 __all__ = ["SlicedOptimizer", "dense_adagrad_of"]
@@ -75,6 +75,9 @@ def _put(w: torch.Tensor, rows: Any, cols: Any, v: torch.Tensor) -> None:
         target.copy_(v)
     elif isinstance(cols, int):
         target[:, :cols].copy_(v)
+    elif (runs := index_runs(cols)) is not None:  # run by run: rows of contiguous memory
+        for a, d, n in runs:
+            target[:, a : a + n].copy_(v[:, d : d + n])
     else:
         target.index_copy_(1, cols, v)
 
