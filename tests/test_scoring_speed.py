@@ -44,10 +44,11 @@ def test_snr_equals_the_formula_bit_for_bit() -> None:
             x[:7] = 1.5  # constant across minibatches
             x[7:9] = -0.0
             x[9:11] = 1e-38 * torch.rand(2, generator=g)  # std underflows
-        keep, ratio = _snr([x.clone() for x in gs])
         k2, r2 = _snr_formula(gs)
-        assert torch.equal(keep, k2)
-        assert torch.equal(ratio, r2)
+        for chunk in (64, 100, 10_000):  # in blocks (the last one short) and whole
+            keep, ratio = _snr([x.clone() for x in gs], chunk=chunk)
+            assert torch.equal(keep, k2)
+            assert torch.equal(ratio, r2)
         assert not keep[:9].any()
 
 

@@ -62,14 +62,34 @@ ZICO_SCOPES = ("all", "linear")
 ZICO_REDUCES = ("sum", "mean", "per_layer")
 
 
-def _snr(gs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+#: Coordinates per block of :func:`_snr`: the ~9 block-sized operands (4 minibatches' gradients,
+#: sums, scratch) stay in a core's L2 cache, so the ~30 element-wise operations read main memory
+#: about once instead of once each.
+SNR_CHUNK = 1 << 15
+
+
+def _snr(gs: list[torch.Tensor], chunk: int = SNR_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
     """Per coordinate: (varies across minibatches, mean|g| / std) for flat per-minibatch gradients.
 
     "std = 0" holds exactly when every minibatch has the same value, so it is tested by equality:
     rounding in the mean (n not a power of two) cannot turn a constant into a tiny std. Computed as
     running sums over minibatches (contiguous vector ops; a reduction over a stacked (n, numel)
-    tensor's short axis is far slower on CPU).
+    tensor's short axis is far slower on CPU), block by block of ``chunk`` coordinates (the same
+    element-wise operations, so the same values, with the block's operands in cache).
     """
+    numel = gs[0].numel()
+    if numel <= chunk:
+        return _snr_block(gs)
+    keep = torch.empty(numel, dtype=torch.bool, device=gs[0].device)
+    ratio = torch.empty(numel, dtype=gs[0].dtype, device=gs[0].device)
+    for start in range(0, numel, chunk):
+        k, r = _snr_block([g[start : start + chunk] for g in gs])
+        keep[start : start + chunk] = k
+        ratio[start : start + chunk] = r
+    return keep, ratio
+
+
+def _snr_block(gs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     n = len(gs)
     # The same element-wise operations in the same order as summing from zeros (0 + x == x; a -0 that
     # becomes +0 only ever reaches (g - mean)^2 and |g|), with two scratch buffers instead of a new
