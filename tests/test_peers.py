@@ -157,3 +157,35 @@ def test_peers_bad_fraction_and_export(tiny, tmp_path):
     assert r.returncode == 2 and "--fraction must be in (0, 1], got 1.5" in r.stderr
     r = _run(str(SCRIPT), str(tiny), "--exports", str(tmp_path), cwd=REPO)
     assert r.returncode == 2 and f"{tmp_path} is not an export folder (no manifest.json)" in r.stderr
+
+
+def test_peers_welch_table(tmp_path):
+    """benchmarks/peers_welch.py: the best deepctr-torch model is the default reference; Welch's p and
+    the paired p agree with scipy on the CSV's numbers; an unknown reference is a one-line error."""
+    from scipy import stats
+
+    fields = ["model", "library", "name", "seed", "status", "epochs", "batch_size", "train_rows", "val_rows", "test_rows",
+              "steps", "val_logloss", "val_auc", "test_logloss", "test_auc", "train_seconds", "params", "settings"]
+    ll = {"deepctr-torch DeepFM": [0.480, 0.482, 0.481], "deepctr-torch WDL": [0.490, 0.491, 0.489],
+          "recnas A": [0.485, 0.495, 0.487], "recnas B": [0.484, 0.492, 0.486]}
+    runs = tmp_path / "runs.csv"
+    with runs.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        for m, xs in ll.items():
+            for s, x in enumerate(xs):
+                w.writerow({"model": m, "library": m.split()[0], "name": m, "seed": s, "status": "ok", "epochs": 1,
+                            "batch_size": 512, "train_rows": 1, "val_rows": 1, "test_rows": 1, "steps": 1,
+                            "val_logloss": x, "val_auc": 0.7, "test_logloss": x, "test_auc": 0.7 - x / 10,
+                            "train_seconds": 1, "params": 1, "settings": ""})
+    r = _run(str(REPO / "benchmarks" / "peers_welch.py"), str(runs), "--paired-against", "recnas A", "--md", cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    lines = {line.split(" | ")[0].strip("| "): line for line in r.stdout.splitlines()[2:]}
+    assert list(lines) == ["deepctr-torch DeepFM", "recnas B", "recnas A", "deepctr-torch WDL"]  # by test log loss
+    assert "vs deepctr-torch DeepFM: log loss (Welch p)" in r.stdout.splitlines()[0]
+    p = stats.ttest_ind(ll["recnas B"], ll["deepctr-torch DeepFM"], equal_var=False).pvalue
+    assert f"(p {p:.2f})" in lines["recnas B"]
+    pp = stats.ttest_rel(ll["recnas B"], ll["recnas A"]).pvalue
+    assert f"(p {pp:.3f}, 3 seeds)" in lines["recnas B"]
+    r = _run(str(REPO / "benchmarks" / "peers_welch.py"), str(runs), "--against", "nope", cwd=REPO)
+    assert r.returncode == 2 and "--against 'nope' is not a model" in r.stderr
