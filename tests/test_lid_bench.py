@@ -169,3 +169,34 @@ def test_lid_pipeline_is_its_benchmarks_settings_with_a_split(bench: str) -> Non
     sigeo = {e.display: e.params for e in base.estimators}["sigeo"]
     assert lid.estimators[1].params == sigeo and lid.estimators[1].display == "sigeo"
     assert lid.output != base.output
+
+
+def test_compare_import_judges_against_an_earlier_builds_truth_in_one_command(tmp_path: Path, capsys) -> None:
+    """``recnas bench compare PIPELINE --import DIR`` (what the ``*_lid.yaml`` pipelines' one command
+    does with a committed reports/ folder) takes DIR's rows as the ground truth, trains nothing, and
+    writes the same results as a compare in the folder that built them; without it a fresh output
+    folder has no truth to judge against."""
+    import pandas as pd
+
+    from recnas.bench.compare import run_compare
+    from recnas.bench.groundtruth import build, read_table
+    from recnas.cli import main
+
+    few = {"estimators": [{"name": "params"}, {"name": "grad_norm"}], "warmup": {"fractions": [0.0], "batch_size": 32},
+           "sigeo_ablation": {"inits": []}}
+    cfg = load_bench(tiny_bench_pipeline(tmp_path, "built", tmp_path / "cache", num_archs=4, **few))
+    reference = build(cfg, progress=False)
+    run_compare(cfg, progress=False)
+    pipe = tiny_bench_pipeline(tmp_path, "other", tmp_path / "cache", num_archs=4, **few)
+    assert main(["bench", "compare", str(pipe), "--no-progress"]) != 0
+    assert "lacks 8 of 8 (architecture, seed) rows" in capsys.readouterr().err
+    assert main(["bench", "compare", str(pipe), "--import", str(tmp_path / "built"), "--no-progress"]) == 0
+    assert f"imported {len(reference)} rows from {tmp_path / 'built'}" in capsys.readouterr().err
+    got = read_table(tmp_path / "other")
+    cols = ["arch", "key", "seed", "test_logloss", "finished_at"]  # the build's own times: none trained here
+    pd.testing.assert_frame_equal(got[cols], reference[cols])
+    res = pd.read_csv(tmp_path / "other" / "results.csv")
+    assert len(res) == 3 and np.isfinite(res["kendall"]).all()  # params; grad_norm fresh and at 0 %
+    timing = ["seconds", "seconds_per_arch"]  # the scores' own timings differ
+    pd.testing.assert_frame_equal(res.drop(columns=timing),
+                                  pd.read_csv(tmp_path / "built" / "results.csv").drop(columns=timing))

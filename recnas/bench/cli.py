@@ -3,6 +3,7 @@
     recnas bench build PIPELINE [--set k=v ...]     # train N sampled architectures x seeds
     recnas bench build PIPELINE --import reports/X  # ... taking an earlier build's rows as finished
     recnas bench compare PIPELINE [--set k=v ...]   # warm-up sweep, every estimator, report
+    recnas bench compare PIPELINE --import reports/X  # ... on an earlier build's ground truth (one command)
     recnas bench sweep PIPELINE [--from DIR] [--out DIR]  # predictors' training-set-size sweep alone,
                                                     # from a finished comparison (e.g. reports/X)
     recnas bench report PIPELINE [--from DIR]       # rewrite report.md from a finished comparison's files, with
@@ -63,10 +64,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--no-progress", action="store_true", help="no progress lines")
         if name in _FROM_HELP:
             p.add_argument("--from", dest="from_dir", type=Path, metavar="DIR", help=_FROM_HELP[name])
-        if name == "build":
+        if name in ("build", "compare"):
             p.add_argument("--import", dest="import_from", type=Path, metavar="DIR",
                            help="first take the rows of an earlier build of this pipeline as finished: DIR holds "
-                                "its build.json and groundtruth.parquet or groundtruth.csv (e.g. a reports/ folder)")
+                                "its build.json and groundtruth.parquet or groundtruth.csv (e.g. a reports/ folder)"
+                                + ("; compare then judges against them (trains nothing)" if name == "compare" else ""))
         if name == "compare":
             p.add_argument("--score-only", action="store_true",
                            help="compute and cache every score without the ground truth (may run beside build)")
@@ -120,6 +122,11 @@ def run_compare(args: argparse.Namespace) -> int:
     from recnas.bench.config import load_bench
 
     cfg = load_bench(args.pipeline, args.overrides)
+    if args.import_from is not None:
+        from recnas.bench.groundtruth import import_rows
+
+        n = import_rows(cfg, args.import_from, source=str(args.pipeline))
+        print(f"recnas bench compare: imported {n} rows from {args.import_from}", file=sys.stderr)
     report = compare(cfg, source=str(args.pipeline), progress=not args.no_progress, score_only=args.score_only)
     if report is None:
         print(f"recnas bench compare: scores cached in {Path(cfg.output) / 'scores'}", file=sys.stderr)
