@@ -28,3 +28,18 @@ def test_a_diverging_baseline_is_reported_and_the_others_still_train(tmp_path: P
     assert [r["status"] for r in rows] == ["diverged", "diverged"]  # deepfm was still attempted
     rows = train_final(sane, tmp_path / "run3", [], data, env, progress=False)
     assert rows[0]["status"] == "completed" and rows[0]["test_logloss"] < 1.0
+
+
+def test_final_trains_the_library_presets_and_rejects_unknown_baselines(tmp_path: Path) -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match=r"final.baselines: unknown \['deepfm_lb'\]; known: .*'deepfm_lib'"):
+        FinalConfig(top=0, baselines=("deepfm_lb",))
+    data = prepare_synthetic(tmp_path / "data", 2000, seed=0, hash_size=300)
+    env = init_distributed()
+    cfg = FinalConfig(top=0, baselines=("deepfm_lib", "dcn_lib"), batch_size=256)
+    rows = train_final(cfg, tmp_path / "run", [], data, env, progress=False)
+    assert [r["status"] for r in rows] == ["completed", "completed"]
+    assert all(0.0 < r["test_logloss"] < 1.0 for r in rows)
+    text = format_final(rows)
+    assert "deepfm_lib" in text and "dcn_lib" in text

@@ -263,7 +263,8 @@ class FinalConfig(TrainRecipe):
 
     Attributes:
         top: exported architectures to train (0 = off).
-        baselines: baselines trained beside them (``dlrm``, ``deepfm``, ``dcnv2``).
+        baselines: baselines trained beside them (``dlrm``, the space's presets ``deepfm`` and
+            ``dcnv2``, the library presets ``deepfm_lib`` and ``dcn_lib``: ``recnas.export.names``).
         init: ``scratch`` (fresh weights) or ``inherited`` (the supernet's, as exported).
         seed: model init and shuffle seed.
     """
@@ -284,9 +285,11 @@ class FinalConfig(TrainRecipe):
             raise ValueError(f"final.max_steps: production training trains whole epochs (set final.epochs), got {self.max_steps}")
         if self.init not in ("scratch", "inherited"):
             raise ValueError(f"final.init: expected 'scratch' or 'inherited', got {self.init!r}")
-        bad = [b for b in self.baselines if b not in ("dlrm", "deepfm", "dcnv2")]
+        from recnas.export.names import BASELINES
+
+        bad = [b for b in self.baselines if b not in BASELINES]
         if bad:
-            raise ValueError(f"final.baselines: unknown {bad}; known: ['dcnv2', 'deepfm', 'dlrm']")
+            raise ValueError(f"final.baselines: unknown {bad}; known: {sorted(BASELINES)}")
 
 
 @dataclass(frozen=True)
