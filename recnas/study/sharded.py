@@ -42,7 +42,6 @@ Example (collective under torchrun)::
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -121,19 +120,6 @@ def local_table_bytes(module: torch.nn.Module) -> int:
     return total
 
 
-def _card(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
-    from recnas.train.warmup import SUPERNET_FILE
-
-    p = Path(path)
-    card_path = p / SUPERNET_FILE if p.is_dir() else p
-    if not card_path.exists():
-        raise FileNotFoundError(f"no warmed-up supernet at {p} (expected {card_path})")
-    card = json.loads(card_path.read_text())
-    if card.get("format") != "recnas-supernet":
-        raise ValueError(f"{card_path}: not a recnas supernet card (format={card.get('format')!r})")
-    return card_path, card
-
-
 def load_sharded_supernet(path: str | os.PathLike, env: Any) -> ShardedSupernet:
     """The warmed-up supernet of ``path`` (a folder holding ``supernet.json``, or the card) with its
     tables sharded over the ranks of ``env``; collective (every rank calls it).
@@ -150,8 +136,9 @@ def load_sharded_supernet(path: str | os.PathLike, env: Any) -> ShardedSupernet:
     from recnas.space.space import SearchSpace
     from recnas.train.checkpoint import read_meta
     from recnas.train.distributed import _NoDataParallel, plan_sharding, table_placement
+    from recnas.train.warmup import read_card
 
-    card_path, card = _card(path)
+    card_path, card = read_card(path)
     fm = FeatureMap.from_dict(card["feature_map"], source=str(card_path))
     space = SearchSpace.from_dict(card["space"], source=str(card_path))
     weights = card_path.parent / card["weights"]

@@ -293,6 +293,19 @@ def warmup(
     return WarmupResult(step, skipped, full_count, seconds, rate, tuple(losses), str(weights))
 
 
+def read_card(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
+    """The ``supernet.json`` card of a warm-up (``path``: its run directory or the file), checked:
+    a missing file or another format is a one-line error naming the path."""
+    p = Path(path)
+    card_path = p / SUPERNET_FILE if p.is_dir() else p
+    if not card_path.exists():
+        raise FileNotFoundError(f"no warmed-up supernet at {p} (expected {card_path}; run `recnas supernet warmup`)")
+    card = json.loads(card_path.read_text())
+    if card.get("format") != "recnas-supernet":
+        raise ValueError(f"{card_path}: not a recnas supernet card (format={card.get('format')!r})")
+    return card_path, card
+
+
 def load_supernet(path: str | os.PathLike, device: torch.device | None = None) -> Supernet:
     """The warmed-up supernet of a warm-up run directory, unsharded, in this process alone.
 
@@ -306,13 +319,7 @@ def load_supernet(path: str | os.PathLike, device: torch.device | None = None) -
     """
     from recnas.models import Supernet
 
-    p = Path(path)
-    card_path = p / SUPERNET_FILE if p.is_dir() else p
-    if not card_path.exists():
-        raise FileNotFoundError(f"no warmed-up supernet at {p} (expected {card_path}; run `recnas supernet warmup`)")
-    card = json.loads(card_path.read_text())
-    if card.get("format") != "recnas-supernet":
-        raise ValueError(f"{card_path}: not a recnas supernet card (format={card.get('format')!r})")
+    card_path, card = read_card(path)
     fm = FeatureMap.from_dict(card["feature_map"], source=str(card_path))
     space = SearchSpace.from_dict(card["space"], source=str(card_path))
     net = Supernet(fm, space, device=device or torch.device("cpu"))
