@@ -108,8 +108,9 @@ def two_ranks(tmp_path_factory) -> tuple[Path, list[dict]]:
     root = tmp_path_factory.mktemp("sharded")
     p = root / "pipeline.yaml"
     p.write_text(yaml.safe_dump(_pipeline(root / "cache", root / "run")))
-    # fork: the workers inherit this process's imports (torch, torchrec, recnas), saving seconds
-    mp.start_processes(_worker, args=(_free_port(), str(p), str(root)), nprocs=2, join=True, start_method="fork")
+    # spawn, as the other multi-process tests: a forked child of a pytest process that has run other
+    # tests inherits locks held by that process's threads, and hung in DCP's save in the full suite
+    mp.spawn(_worker, args=(_free_port(), str(p), str(root)), nprocs=2, join=True)
     return root, [json.loads((root / f"rank{r}.json").read_text()) for r in range(2)]
 
 
