@@ -16,8 +16,7 @@ import pytest
 import torch
 
 from benchkit import tiny_bench_pipeline
-from recnas.data.batch import random_batch
-from recnas.data.feature_map import DenseFeature, FeatureMap, SparseFeature
+from lidkit import batches as _batches, small_fm
 from recnas.lid.split import (JOURNAL_FILE, Region, SplitConfig, _cycle, _KINDS, finetune,
                               restricted_copy, split_supernet)
 from recnas.models import Supernet
@@ -26,13 +25,8 @@ from recnas.space import SearchSpace
 REPO = Path(__file__).resolve().parents[1]
 
 
-def small_fm() -> FeatureMap:
-    return FeatureMap("t", dense=tuple(DenseFeature(f"I{i}") for i in range(3)),
-                      sparse=tuple(SparseFeature(f"C{i}", 40 + 5 * i) for i in range(4)))
-
-
-def batches(fm: FeatureMap, n: int, size: int = 48, seed: int = 0) -> list:
-    return [random_batch(fm, size, torch.Generator().manual_seed(seed + i)) for i in range(n)]
+def batches(fm, n: int, seed: int = 0) -> list:
+    return _batches(fm, n, size=48, seed=seed)
 
 
 @pytest.fixture(scope="module")

@@ -7,23 +7,14 @@ import numpy as np
 import pytest
 import torch
 
+from lidkit import batches, small_fm
 from recnas.data.batch import random_batch
-from recnas.data.feature_map import DenseFeature, FeatureMap, SparseFeature
 from recnas.estimators import ScoringContext, make_estimator
 from recnas.lid import lid_mle
 from recnas.lid.split import Region, SplitConfig, best_bipartition, lid_vector, split_supernet
 from recnas.models import Supernet
 from recnas.models.layout import liveness
 from recnas.space import SearchSpace
-
-
-def small_fm() -> FeatureMap:
-    return FeatureMap("t", dense=tuple(DenseFeature(f"I{i}") for i in range(3)),
-                      sparse=tuple(SparseFeature(f"C{i}", 40 + 5 * i) for i in range(4)))
-
-
-def batches(fm: FeatureMap, n: int, size: int = 64, seed: int = 0) -> list:
-    return [random_batch(fm, size, torch.Generator().manual_seed(seed + i)) for i in range(n)]
 
 
 @pytest.fixture(scope="module")
