@@ -8,7 +8,7 @@ name           what                                                            m
 =============  ==============================================================  =====================
 ``sigeo``      ZiCo + Fisher-Rao norm - training loss (SiGeo, Eq. 7)          ``sigeo``
 ``zico``       gradient mean/std over minibatches (ZiCo)                       ``zico``
-``oneshot``    validation log loss at inherited weights                        ``oneshot``
+``oneshot``    validation log loss at inherited weights (option: tuned head)   ``oneshot``
 ``params``     parameter count                                                 ``size``
 ``flops``      FLOPs per example                                               ``size``
 ``grad_norm``  sum of gradient norms                                           ``saliency``

@@ -6,8 +6,9 @@ scoring, and the lookups of the few scoring batches are the same for every candi
 gradients (ZiCo / SiGeo ``embeddings: rows``) are derived from ``d loss / d lookups`` and the
 batch's ids (sum pooling: a row's gradient is the sum over the bags that contain it,
 :func:`recnas.estimators._autograd.batch_gradients`), so they need the lookups, never the tables.
-SiGeo's ``local_steps`` update a private copy of the dense part only. So every inherited-weight
-estimator scores the same from lookups computed anywhere.
+SiGeo's ``local_steps`` update a private copy of the dense part only, and the one-shot score's
+``finetune_steps`` a private copy of the head, on features computed from the lookups. So every
+inherited-weight estimator scores the same from lookups computed anywhere.
 
 :func:`sharded_scoring_context` therefore:
 

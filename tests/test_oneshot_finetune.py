@@ -1,0 +1,147 @@
+"""The one-shot score's head fine-tuning (NASRec's subnet fitness, issue 18): the default is the score
+of earlier releases bit for bit, fine-tuning changes it and lowers the validation loss of a warmed-up
+supernet's candidates, never touches the supernet, and enters the estimator's identity only when set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from recnas.data import ParquetBatchLoader, load_prepared, prepare_synthetic
+from recnas.estimators import OneShot, ScoringContext, make_estimator
+from recnas.estimators.oneshot import head_features
+from recnas.study.context import scoring_batches
+from recnas.study.evaluators import ProxyEvaluator
+from recnas.space import SearchSpace
+from recnas.train.warmup import WarmupConfig, load_supernet, warmup
+
+
+@pytest.fixture(scope="module")
+def warmed(tmp_path_factory) -> tuple:
+    """A tiny-space supernet warmed up for 30 steps on synthetic rows (with a teacher's signal), its
+    scoring context (4 x 64 training rows, 4 x 64 validation rows) and 8 distinct architectures."""
+    data = prepare_synthetic(tmp_path_factory.mktemp("data") / "ds", 4000, hash_size=200)
+    fm, splits = load_prepared(data)
+    space = SearchSpace.load("tiny")
+    run = tmp_path_factory.mktemp("warm")
+    loader = ParquetBatchLoader(splits["train"], fm, batch_size=64, shuffle=True)
+    warmup(fm, space, loader, config=WarmupConfig(max_steps=30, lr=0.01, table_lr=0.01, progress=False), out_dir=run)
+    net = load_supernet(run, torch.device("cpu"))
+    train, valid = scoring_batches(splits, fm, batches=4, val_batches=4, batch_size=64, section="scoring")
+    ctx = ScoringContext(fm, train, valid, supernet=net, init="inherit", seed=0, device="cpu")
+    rng = np.random.default_rng(5)
+    specs: list = []
+    while len(specs) < 8:
+        s = space.sample(rng)
+        if s.key() not in {x.key() for x in specs}:
+            specs.append(s)
+    return ctx, specs
+
+
+def _old_score(spec, ctx: ScoringContext) -> float:
+    """The one-shot score as released before the option (the loop of the earlier ``score_spec``)."""
+    cand = ctx.candidate(spec, which="val")
+    total, rows = 0.0, 0
+    with torch.no_grad():
+        for cb in cand.batches:
+            logits = cand.module(cb.dense, cb.emb).reshape(-1)
+            total += float(F.binary_cross_entropy_with_logits(logits, cb.labels, reduction="sum"))
+            rows += cb.batch_size
+    return -total / rows
+
+
+def test_default_is_the_earlier_score_bit_for_bit(warmed: tuple) -> None:
+    ctx, specs = warmed
+    old = np.array([_old_score(s, ctx) for s in specs])
+    np.testing.assert_array_equal(make_estimator("oneshot").score(specs, ctx), old)
+    # with no steps the lr is unused: the same bits whatever it is
+    np.testing.assert_array_equal(OneShot(finetune_steps=0, finetune_lr=0.5).score(specs, ctx), old)
+
+
+def test_head_features_reproduce_the_candidates_logits(warmed: tuple) -> None:
+    ctx, specs = warmed
+    for spec in specs[:3]:
+        cand = ctx.candidate(spec, which="val")
+        feats, w, b = head_features(cand.module, cand.batches)
+        with torch.no_grad():
+            for h, cb in zip(feats, cand.batches):
+                torch.testing.assert_close(F.linear(h, w, b).reshape(-1), cand.module(cb.dense, cb.emb).reshape(-1))
+
+
+def test_finetuning_lowers_validation_loss_and_leaves_the_supernet_unchanged(warmed: tuple) -> None:
+    ctx, specs = warmed
+    before = {k: v.detach().clone() for k, v in ctx.supernet.state_dict().items() if isinstance(v, torch.Tensor)}
+    base = make_estimator("oneshot").score(specs, ctx)
+    tuned = OneShot(finetune_steps=10).score(specs, ctx)  # 10 steps over 4 batches: cycled
+    assert np.all(np.isfinite(tuned))
+    assert not np.array_equal(tuned, base)
+    # higher score = lower validation log loss: most candidates gain from a fitted head, and on average
+    assert int(np.sum(tuned > base)) >= 6, (base, tuned)
+    assert tuned.mean() > base.mean() + 0.01, (base, tuned)
+    after = ctx.supernet.state_dict()
+    assert before.keys() == {k for k, v in after.items() if isinstance(v, torch.Tensor)}
+    for k, v in before.items():
+        assert torch.equal(v, after[k]), k
+    # the default score is unchanged by the fine-tuning run before it, and fine-tuning is deterministic
+    np.testing.assert_array_equal(make_estimator("oneshot").score(specs, ctx), base)
+    np.testing.assert_array_equal(OneShot(finetune_steps=10).score(specs, ctx), tuned)
+    # the lr and the number of steps matter
+    assert not np.array_equal(OneShot(finetune_steps=10, finetune_lr=0.004).score(specs[:2], ctx), tuned[:2])
+    assert not np.array_equal(OneShot(finetune_steps=11).score(specs[:2], ctx), tuned[:2])
+
+
+def test_identity_changes_only_when_the_option_is_set(warmed: tuple) -> None:
+    ctx, _ = warmed
+    assert OneShot().identity_params() == {}
+    assert OneShot(finetune_lr=0.3).identity_params() == {}  # no steps: the lr changes nothing
+    assert OneShot(finetune_steps=500).identity_params() == {"finetune_steps": 500}
+    assert OneShot(finetune_steps=500, finetune_lr=0.1).identity_params() == {"finetune_steps": 500,
+                                                                              "finetune_lr": 0.1}
+    # the search's trial store keys scores by the same identity
+    ident = {"scoring": "x"}
+    assert ProxyEvaluator(OneShot(), ctx, ident).identity() == {"estimator": "oneshot", "params": {}, **ident}
+    assert ProxyEvaluator(OneShot(finetune_steps=100), ctx, ident).identity()["params"] == {"finetune_steps": 100}
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"finetune_steps": -1}, r"^oneshot finetune_steps: expected an integer >= 0, got -1$"),
+    ({"finetune_steps": 2.5}, r"^oneshot finetune_steps: expected an integer >= 0, got 2.5$"),
+    ({"finetune_steps": True}, r"^oneshot finetune_steps: expected an integer >= 0, got True$"),
+    ({"finetune_steps": 10, "finetune_lr": 0}, r"^oneshot finetune_lr: expected a positive number, got 0$"),
+    ({"finetune_lr": "fast"}, r"^oneshot finetune_lr: expected a positive number, got 'fast'$"),
+])
+def test_bad_values_fail_when_scoring_starts(warmed: tuple, params: dict, message: str) -> None:
+    ctx, specs = warmed
+    est = make_estimator("oneshot", **params)
+    with pytest.raises(ValueError, match=message):
+        est.score(specs[:1], ctx)
+
+
+def test_configs_check_the_options_before_any_work(tmp_path: Path) -> None:
+    import yaml
+
+    from recnas.config import ConfigError
+    from recnas.search.config import load_pipeline
+
+    s = tmp_path / "search.yaml"
+    s.write_text(yaml.safe_dump({"space": "tiny", "estimator": {"name": "oneshot", "params": {"finetune_steps": -5}}}))
+    with pytest.raises(ConfigError, match=r"'estimator': oneshot finetune_steps: expected an integer >= 0"):
+        load_pipeline(s)
+
+
+def test_ready_made_lookups_give_the_same_finetuned_scores(warmed: tuple) -> None:
+    """The sharded scoring path hands the context ready-made lookups (computed through the sharded
+    tables) instead of the supernet's tables; fine-tuning reads only those, so it scores the same."""
+    ctx, specs = warmed
+    net = ctx.supernet
+    with torch.no_grad():
+        lookups = {which: [net.sparse_arch(b.sparse_features).detach().clone() for b in src]
+                   for which, src in (("train", ctx.batches), ("val", ctx.val_batches))}
+    other = ScoringContext(ctx.feature_map, ctx.batches, ctx.val_batches, supernet=net, init="inherit", seed=0,
+                           device="cpu", lookups=lookups)
+    est = OneShot(finetune_steps=10)
+    np.testing.assert_array_equal(est.score(specs[:3], other), est.score(specs[:3], ctx))
