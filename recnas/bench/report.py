@@ -23,6 +23,7 @@ from matplotlib.axes import Axes  # noqa: E402
 
 from recnas.bench import stats  # noqa: E402
 from recnas.bench.config import BenchConfig  # noqa: E402
+from recnas.bench.sigeo_terms import sigeo_terms_section  # noqa: E402
 
 __all__ = ["plot_rank_scatter", "plot_warmup_sweep", "plot_predictor_sweep", "write_report", "write_sweep",
            "REPORT_FILE", "SWEEP_REPORT_FILE", "SWEEP_PLOT"]
@@ -434,7 +435,9 @@ def write_report(out: Path, cfg: BenchConfig, source: str, table: pd.DataFrame, 
     the proxy-feature predictors, described in that section. When ``out/regret/`` holds the output
     of ``recnas bench regret``, its table against queries and its plots are added too. Rows of kind
     ``split`` (a pipeline's ``split:`` section) get a section of their own, with the compute parity
-    of ``split_facts`` (``split_warmup.json``).
+    of ``split_facts`` (``split_warmup.json``). With SiGeo ablation rows, the section "SiGeo terms
+    against warm-up rows" and ``sigeo_terms_warmup.png`` (:mod:`recnas.bench.sigeo_terms`) follow the
+    ablation tables.
     """
     n, k = truth.shape
     est = results[results["kind"] == "estimator"]
@@ -578,6 +581,7 @@ def write_report(out: Path, cfg: BenchConfig, source: str, table: pd.DataFrame, 
     ]
     for emb, g in abl.groupby("embeddings", sort=False):
         lines += [f"Embeddings `{emb}`:", "", _sweep_table(g, "kendall", "estimator"), ""]
+    lines += sigeo_terms_section(out, cfg, results, warm)
     lines += [
         "## Every row at every warm-up",
         "",
