@@ -22,9 +22,14 @@ DEVICE_ENV = "RECNAS_DEVICE"
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
-def resolve_device(requested: str | None = None) -> str:
+def resolve_device(requested: str | None = None, *, setting: str = "device",
+                   instead: str = f"use {DEVICE_ENV}=cpu") -> str:
     """``"cuda"`` or ``"cpu"``: ``requested`` (one of :data:`DEVICE_CHOICES`), or ``RECNAS_DEVICE``
     when ``requested`` is ``None``, with ``auto`` resolved by ``torch.cuda.is_available()``.
+
+    Args:
+        setting: how an error names ``requested`` (e.g. ``"pipelines/x.yaml: train.device"``).
+        instead: the way out an error about unusable CUDA ends with (default: ``use RECNAS_DEVICE=cpu``).
 
     Raises:
         ValueError: a value outside :data:`DEVICE_CHOICES`, or ``cuda`` where CUDA is not usable
@@ -32,7 +37,7 @@ def resolve_device(requested: str | None = None) -> str:
     """
     from_env = requested is None
     raw = os.environ.get(DEVICE_ENV, "") if from_env else requested
-    where = f"{DEVICE_ENV}={raw!r}" if from_env else f"device {raw!r}"
+    where = f"{DEVICE_ENV}={raw!r}" if from_env else f"{setting} {raw!r}"
     value = (raw or "").strip().lower() or "auto"
     if value not in DEVICE_CHOICES:
         raise ValueError(f"{where}: expected one of {', '.join(DEVICE_CHOICES)}")
@@ -48,5 +53,5 @@ def resolve_device(requested: str | None = None) -> str:
         else:
             why = (f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no GPU "
                    "(check nvidia-smi and CUDA_VISIBLE_DEVICES)")
-        raise ValueError(f"{where}: CUDA is not usable here: {why}; or use {DEVICE_ENV}=cpu")
+        raise ValueError(f"{where}: CUDA is not usable here: {why}; or {instead}")
     return "cuda" if available else "cpu"

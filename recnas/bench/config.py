@@ -25,6 +25,8 @@ Example (``pipelines/bench_synth.yaml`` is a complete file)::
 ``train.workers`` trains that many (architecture, seed) runs at once, each in its own process with
 ``train.threads`` torch threads; it changes only the wall time (every run is seeded), so it may be
 set per machine from the command line: ``recnas bench build PIPELINE --set train.workers=4``.
+``train.device`` (``auto``, ``cpu``, ``cuda``) says where those runs train; like the worker count
+it is not part of the build signature (:class:`TrainSection`).
 
 How an entry is scored follows the estimator's capability flags (class attributes of
 :class:`recnas.estimators.Estimator`), never its name: ``needs_weights = False`` (a size proxy)
@@ -81,6 +83,18 @@ class TrainSection(TrainRecipe):
             identical to ``workers: 1`` because every run is seeded, so it is not part of the build
             signature: a build may be resumed with a different count.
 
+        device: where the ground-truth runs train: ``auto`` (default: as ``RECNAS_DEVICE`` says,
+            whose default is CUDA where available; :mod:`recnas.device`), ``cpu`` or ``cuda``. An
+            explicit ``cuda`` on a host without usable CUDA stops ``bench build`` before any work
+            with a one-line error (``pipelines/bench_gpu.yaml`` sets it, so the GPU tier never
+            starts a CPU run of days by accident; ``--set train.device=cpu`` overrides); an explicit
+            value that contradicts an explicit ``RECNAS_DEVICE`` is refused too. With ``workers >
+            1`` on CUDA every worker trains on the same GPU (``cuda:0`` of the visible ones). The
+            device is recorded in each row (``device`` column) and is not part of the build
+            signature: a run is meant to give the same result on either, but CUDA and CPU rows
+            are not bit-identical (other kernels, other summation orders), nor are two CUDA runs
+            of one seed guaranteed to be (atomic adds in the GPU's embedding backward).
+
     ``validate: false`` skips each run's validation pass (the comparison reads only the test split;
     about a sixth of a run at 25k validation rows) and leaves ``val_logloss``/``val_auc`` NaN; it
     does not change any test result, so it is not part of the build signature either.
@@ -89,6 +103,7 @@ class TrainSection(TrainRecipe):
     seeds: tuple[int, ...] = (0, 1)
     threads: int = 0
     workers: int = 1
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -100,6 +115,27 @@ class TrainSection(TrainRecipe):
             raise ValueError("train.threads must be >= 0")
         if self.workers < 1:
             raise ValueError(f"train.workers must be >= 1 (runs trained at once), got {self.workers}")
+        from recnas.device import DEVICE_CHOICES
+
+        if self.device not in DEVICE_CHOICES:
+            raise ValueError(f"train.device: expected one of {', '.join(DEVICE_CHOICES)}, got {self.device!r}")
+
+    def resolve_device(self, source: str = "pipeline") -> str:
+        """``"cpu"`` or ``"cuda"`` for the ground-truth runs (see ``device``); a one-line
+        ``ValueError`` naming ``source`` when an explicit ``cuda`` is not usable here or an explicit
+        value contradicts an explicit ``RECNAS_DEVICE``."""
+        import os
+
+        from recnas.device import DEVICE_ENV, resolve_device
+
+        if self.device == "auto":
+            return resolve_device()
+        env = os.environ.get(DEVICE_ENV, "").strip().lower()
+        if env in ("cpu", "cuda") and env != self.device:
+            raise ValueError(f"{source}: train.device {self.device!r} and {DEVICE_ENV}={env!r} disagree; "
+                             "unset one of them or make them equal")
+        return resolve_device(self.device, setting=f"{source}: train.device",
+                              instead="train on CPU anyway with --set train.device=cpu")
 
 
 @dataclass(frozen=True)
@@ -428,7 +464,7 @@ def build_signature(cfg: BenchConfig) -> dict[str, Any]:
     cannot be mixed in (``num_archs`` may grow: sampling is prefix-stable)."""
     data = cfg.data.identity()
     train = to_dict(cfg.train)
-    for k in ("checkpoint_every", "threads", "workers", "seeds", "validate"):
+    for k in ("checkpoint_every", "threads", "workers", "seeds", "validate", "device"):
         train.pop(k)
     # keys added later enter only when set, so tables built before them keep their signature
     from recnas.identity import without_earlier

@@ -20,6 +20,8 @@ column                  meaning
 ``steps``               optimizer steps
 ``train_seconds``       wall time of the training (the last segment, if resumed)
 ``samples_per_s``       training throughput
+``device``              where the run trained: ``cpu``, or ``cuda (<GPU name>)``; empty in rows of
+                        builds made before the column existed (``train.device``)
 ``finished_at``         UNIX time the row was recorded
 ======================  ==========================================================
 
@@ -36,7 +38,8 @@ its row is recorded (or, if the build was killed in between, when the build is r
 point ``bench.row`` (:mod:`recnas.faults`) is passed right after each row is durably recorded.
 
 ``train.workers > 1`` trains that many runs at once, each in its own spawned process (a world of one
-over an in-memory store, so workers share no ports) with ``train.threads`` torch threads. Only the
+over an in-memory store, so workers share no ports) with ``train.threads`` torch threads; on CUDA
+(``train.device``) the workers share the one GPU. Only the
 parent process writes the table, once per finished run in completion order; the rows are those of
 ``workers: 1`` (every run is seeded), only the timings differ. If a run fails, nothing more is
 started, the runs in progress finish and are recorded, then the error is raised. A worker whose build
@@ -76,8 +79,10 @@ STORE_FILE = "trials.jsonl"
 BUILD_FILE = "build.json"
 COLUMNS = (
     "arch", "key", "spec", "seed", "val_logloss", "val_auc", "test_logloss", "test_auc", "params",
-    "params_total", "flops", "steps", "train_seconds", "samples_per_s", "finished_at",
+    "params_total", "flops", "steps", "train_seconds", "samples_per_s", "device", "finished_at",
 )
+#: columns a table or trial store of an earlier build may lack (filled with NaN)
+OPTIONAL_COLUMNS = ("device", "finished_at")
 
 
 def sample_archs(space: SearchSpace, n: int, seed: int, max_tries: int = 100) -> list[ArchSpec]:
@@ -144,7 +149,7 @@ def _table(store: Any) -> pd.DataFrame:
              **r["values"]} for r in store.records if r.get("type") == "trial" and r.get("study") == "bench"]
     if not rows:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in COLUMNS})
-    df = pd.DataFrame(rows)[list(COLUMNS)]
+    df = pd.DataFrame(rows).reindex(columns=list(COLUMNS))  # stores of earlier builds lack OPTIONAL_COLUMNS
     return df.sort_values(["arch", "seed"], kind="stable", ignore_index=True)
 
 
@@ -208,11 +213,12 @@ def import_rows(cfg: BenchConfig, src: str | os.PathLike, source: str = "pipelin
             break
     else:
         raise FileNotFoundError(f"{src}: neither {TABLE_FILE} nor groundtruth.csv is there")
-    missing = [c for c in COLUMNS if c not in rows.columns and c != "finished_at"]
+    missing = [c for c in COLUMNS if c not in rows.columns and c not in OPTIONAL_COLUMNS]
     if missing:
         raise ValueError(f"{path}: columns {missing} are missing")
-    if "finished_at" not in rows.columns:
-        rows["finished_at"] = float("nan")
+    for c in OPTIONAL_COLUMNS:
+        if c not in rows.columns:
+            rows[c] = float("nan")
     rows = rows[list(COLUMNS)]
     specs = sample_archs(SearchSpace.load(cfg.space), cfg.num_archs, cfg.sample_seed)
     for line, r in zip(range(2, len(rows) + 2), rows.itertuples(index=False)):
@@ -259,10 +265,21 @@ def _check_signature(out: Path, signature: dict[str, Any], source: str) -> None:
         os.replace(tmp, p)
 
 
+def device_label(device: Any) -> str:
+    """The ``device`` column of a row trained on ``device``: ``cpu``, or ``cuda (<GPU name>)``."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
+
+
 def _train_one(cfg: BenchConfig, d: _Data, spec: ArchSpec, seed: int, run_dir: Path, env: Any) -> dict[str, Any]:
     from recnas.train.scratch import train_from_scratch
 
-    return train_from_scratch(spec, seed, cfg.train, d.data_dir, d.feature_map, d.splits, run_dir, env)
+    row = train_from_scratch(spec, seed, cfg.train, d.data_dir, d.feature_map, d.splits, run_dir, env)
+    return {**row, "device": device_label(env.device)}
 
 
 def _flush_denormal_enabled() -> bool:
@@ -302,8 +319,9 @@ def _exit_with_parent() -> None:
 
 
 def _train_worker(cfg: BenchConfig, data_dir: str, spec_json: str, seed: int, run_dir: str,
-                  flush_denormal: bool) -> dict[str, Any]:
-    """One (architecture, seed) run in a worker process of ``build`` (``train.workers > 1``)."""
+                  flush_denormal: bool, device: str | None = None) -> dict[str, Any]:
+    """One (architecture, seed) run in a worker process of ``build`` (``train.workers > 1``) on
+    ``device`` (``cpu`` or ``cuda``; ``None``: as ``RECNAS_DEVICE`` says)."""
     import torch
 
     from recnas.data.loader import load_prepared
@@ -318,7 +336,7 @@ def _train_worker(cfg: BenchConfig, data_dir: str, spec_json: str, seed: int, ru
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):  # a world of one, whatever started the parent
         os.environ.pop(k, None)
     try:
-        env = init_distributed()
+        env = init_distributed(device=device)
         fm, splits = load_prepared(Path(data_dir))
         return _train_one(cfg, _Data(Path(data_dir), fm, splits), ArchSpec.from_json(spec_json), seed, Path(run_dir), env)
     except Exception as e:
@@ -342,6 +360,7 @@ def build(cfg: BenchConfig, source: str = "pipeline", progress: bool = True) -> 
     from recnas.pipeline import resolve_data
     from recnas.train.distributed import init_distributed
 
+    device = cfg.train.resolve_device(source)  # before any work: a GPU pipeline on a CPU host stops here
     out = Path(cfg.output)
     _check_signature(out, build_signature(cfg), source)
     space = SearchSpace.load(cfg.space)
@@ -363,7 +382,7 @@ def build(cfg: BenchConfig, source: str = "pipeline", progress: bool = True) -> 
     total = len(specs) * len(cfg.train.seeds)
     if progress:
         print(f"recnas bench build: {total - len(todo)} of {total} (architecture, seed) rows done, "
-              f"{len(todo)} to train -> {out / TABLE_FILE}", file=sys.stderr, flush=True)
+              f"{len(todo)} to train on {device} -> {out / TABLE_FILE}", file=sys.stderr, flush=True)
     t_start = time.perf_counter()
     n_done = 0
 
@@ -401,11 +420,11 @@ def build(cfg: BenchConfig, source: str = "pipeline", progress: bool = True) -> 
 
     try:
         if cfg.train.workers == 1:
-            env = init_distributed()
+            env = init_distributed(device=device)
             for i, spec, seed in todo:
                 record(i, spec, seed, _train_one(cfg, d, spec, seed, run_dir(i, spec, seed), env))
         elif todo:
-            _build_parallel(cfg, data_dir, todo, run_dir, record)
+            _build_parallel(cfg, data_dir, todo, run_dir, record, device)
     finally:
         store.close()
     if (out / "runs").is_dir() and not any((out / "runs").iterdir()):
@@ -419,6 +438,7 @@ def _build_parallel(
     todo: list[tuple[int, ArchSpec, int]],
     run_dir: Callable[[int, ArchSpec, int], Path],
     record: Callable[[int, ArchSpec, int, dict[str, Any]], None],
+    device: str,
 ) -> None:
     """Trains ``todo`` in ``cfg.train.workers`` spawned processes, ``record``ing each run as it finishes.
 
@@ -438,7 +458,7 @@ def _build_parallel(
             while pending and failed is None and len(running) < workers:
                 i, spec, seed = job = pending.pop()
                 fut = pool.submit(_train_worker, cfg, str(data_dir), spec.to_json(), int(seed),
-                                  str(run_dir(i, spec, seed)), flush)
+                                  str(run_dir(i, spec, seed)), flush, device)
                 running[fut] = job
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in sorted(finished, key=lambda f: (running[f][0], running[f][2])):

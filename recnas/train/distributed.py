@@ -115,7 +115,7 @@ def _cuda_index(local_rank: int) -> int:
     return local_rank % n
 
 
-def init_distributed(force_cpu: bool = False) -> DistEnv:
+def init_distributed(force_cpu: bool = False, device: str | None = None) -> DistEnv:
     """Initialises (or reuses) the default process group and returns this process's :class:`DistEnv`.
 
     Under torchrun (``RANK`` set) the group rendezvous uses ``MASTER_ADDR``/``MASTER_PORT``; a plain
@@ -123,7 +123,8 @@ def init_distributed(force_cpu: bool = False) -> DistEnv:
 
     The device is CUDA (with NCCL, GPU ``LOCAL_RANK`` modulo the visible GPUs) or CPU (with gloo), as
     :func:`recnas.device.resolve_device` says: ``RECNAS_DEVICE`` = ``auto`` (CUDA where available),
-    ``cpu`` or ``cuda``; ``force_cpu`` means CPU whatever it says.
+    ``cpu`` or ``cuda``; ``device`` (``"cpu"`` or ``"cuda"``, already resolved, e.g. a bench
+    pipeline's ``train.device``) decides instead; ``force_cpu`` means CPU whatever either says.
     """
     torchrun = "RANK" in os.environ
     if torchrun:
@@ -131,7 +132,9 @@ def init_distributed(force_cpu: bool = False) -> DistEnv:
         local_rank = _env_int("LOCAL_RANK") if "LOCAL_RANK" in os.environ else rank
     else:
         rank, world_size, local_rank = 0, 1, 0
-    if not force_cpu and resolve_device() == "cuda":
+    if device not in (None, "cpu", "cuda"):
+        raise ValueError(f"init_distributed: device must be 'cpu', 'cuda' or None, got {device!r}")
+    if not force_cpu and (device or resolve_device()) == "cuda":
         device, backend = torch.device("cuda", _cuda_index(local_rank)), "nccl"
         torch.cuda.set_device(device)
     else:
