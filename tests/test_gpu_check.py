@@ -1,8 +1,9 @@
 """benchmarks/gpu_check.sh and the device choice it relies on (recnas.device, RECNAS_DEVICE).
 
 CI has no GPU: the script itself is checked for its no-GPU exit (code 3, one line, nothing written)
-and its argument errors; its full ``--cpu-dry-run`` (every step on CPU at tiny scale, about a
-minute on 2 busy cores: over the suite's budget) runs when ``RECNAS_TEST_GPU_CHECK_DRY_RUN=1``.
+and its argument errors; its full ``--cpu-dry-run`` (every step on CPU at tiny scale, the GPU tier's
+pilot included, a minute or two on 2 busy cores: over the suite's budget) runs when
+``RECNAS_TEST_GPU_CHECK_DRY_RUN=1``.
 """
 
 from __future__ import annotations
@@ -95,7 +96,9 @@ def test_gpu_check_without_a_gpu_exits_3_at_once(tmp_path):
 
 
 def test_gpu_check_bad_arguments_exit_2(tmp_path):
-    for args, msg in ((["--bogus"], "unknown argument '--bogus'"), (["--budget", "soon"], "--budget needs")):
+    for args, msg in ((["--bogus"], "unknown argument '--bogus'"), (["--budget", "soon"], "--budget needs"),
+                      (["--pilot-seconds", "x"], "--pilot-seconds needs"),
+                      (["--pilot-import", str(tmp_path / "none")], "--pilot-import needs a folder with a build.json")):
         p = subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, env=_env(tmp_path),
                            timeout=60)
         assert p.returncode == 2 and msg in p.stderr
@@ -122,7 +125,7 @@ def test_gpu_check_summary_names_a_failed_step(tmp_path):
 
 
 @pytest.mark.skipif(os.environ.get("RECNAS_TEST_GPU_CHECK_DRY_RUN") != "1",
-                    reason="the full dry run takes about a minute; set RECNAS_TEST_GPU_CHECK_DRY_RUN=1")
+                    reason="the full dry run takes a minute or two; set RECNAS_TEST_GPU_CHECK_DRY_RUN=1")
 def test_gpu_check_cpu_dry_run_runs_every_step(tmp_path):
     p = subprocess.run(["bash", str(SCRIPT), "--cpu-dry-run", "--python", sys.executable], capture_output=True,
                        text=True, env=_env(tmp_path), timeout=900)
@@ -131,7 +134,7 @@ def test_gpu_check_cpu_dry_run_runs_every_step(tmp_path):
     s = json.loads((out / "summary.json").read_text())
     status = {x["step"]: x["status"] for x in s["steps"]}
     assert status == {"setup": "skipped", "preflight": "pass", "pipeline_1proc": "pass", "bench": "pass",
-                      "pipeline_2proc": "pass", "tests": "pass"}
+                      "bench_gpu_pilot": "pass", "pipeline_2proc": "pass", "tests": "pass"}
     assert s["ok"] and s["device"] == "cpu" and s["environment"]["backend"] == "gloo"
     assert s["environment"]["tables_updated"] >= 1
     bench = s["figures"]["bench_train"]["ratios"]
@@ -140,5 +143,12 @@ def test_gpu_check_cpu_dry_run_runs_every_step(tmp_path):
     for run in ("pipeline_1proc", "pipeline_2proc"):
         f = s["figures"][run]
         assert f["warmup_samples_per_s"] > 0 and f["candidates_scored"] >= 1 and f["prod_searched_vs_dlrm"] > 0
+    # the GPU tier's pilot at tiny scale on CPU: 4 architectures x 2 seeds, its ceiling, the rows back in OUT
+    g = s["figures"]["bench_gpu_pilot"]
+    assert g["rows"] == 8 and g["devices"] == ["cpu"] and not g["cut_at_limit"] and g["ceiling_rc"] == 0
+    assert set(g["projected_kendall"]) == {"1", "2", "3", "4"}
+    assert {q.name for q in (out / "bench_gpu_pilot").iterdir()} == {"build.json", "groundtruth.csv",
+                                                                      "ceiling_projection.md"}
     files = [q for q in out.rglob("*") if q.is_file()]
     assert len(files) <= 8 and (out / "summary.md").exists()
+    assert (out / "logs.tar.gz").exists()  # more than 8 files: the logs travel as one archive
