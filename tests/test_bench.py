@@ -200,6 +200,12 @@ def test_import_takes_an_earlier_builds_rows_as_finished(built: tuple[BenchConfi
     wrong.to_csv(bad / "groundtruth.csv", index=False)
     with pytest.raises(ValueError, match=r"groundtruth.csv:4: architecture \d \(\w+\) is not this pipeline's"):
         import_rows(load_bench(p), bad)
+    beyond = kept.copy()
+    beyond.loc[beyond.index[2], "arch"] = N_ARCHS
+    beyond.to_csv(bad / "groundtruth.csv", index=False)
+    with pytest.raises(ValueError, match=rf"groundtruth.csv:4: architecture index {N_ARCHS} is outside this "
+                                         rf"pipeline's num_archs {N_ARCHS} \(0-{N_ARCHS - 1}\)"):
+        import_rows(load_bench(p), bad)
     pd.concat([kept, kept.iloc[:1]]).to_csv(bad / "groundtruth.csv", index=False)
     with pytest.raises(ValueError, match=r"architecture 0 seed 0 appears more than once"):
         import_rows(load_bench(p), bad)

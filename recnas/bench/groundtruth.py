@@ -224,7 +224,10 @@ def import_rows(cfg: BenchConfig, src: str | os.PathLike, source: str = "pipelin
     for line, r in zip(range(2, len(rows) + 2), rows.itertuples(index=False)):
         where = f"{path}: row {line - 1}" if name == TABLE_FILE else f"{path}:{line}"
         i = int(r.arch)
-        if not 0 <= i < len(specs) or specs[i].key() != r.key or ArchSpec.from_json(r.spec).key() != r.key:
+        if not 0 <= i < len(specs):
+            raise ValueError(f"{where}: architecture index {i} is outside this pipeline's num_archs {len(specs)} "
+                             f"(0-{len(specs) - 1}); raise num_archs, or import a folder with only those rows")
+        if specs[i].key() != r.key or ArchSpec.from_json(r.spec).key() != r.key:
             raise ValueError(f"{where}: architecture {i} ({r.key}) is not this pipeline's architecture {i}")
     dup = rows.duplicated(["key", "seed"])
     if dup.any():
