@@ -1,5 +1,6 @@
-"""The one-shot score with a fine-tuned head (``oneshot ft100`` / ``ft500``) against the one-shot score
-without (``oneshot``), paired, at every warm-up of a finished ``recnas bench compare`` folder.
+"""The one-shot score with a fine-tuned head (every ``oneshot ft...`` column: ``ft100``, ``ft500``,
+``ft500 fresh``) against the one-shot score without (``oneshot``), paired, at every warm-up of a
+finished ``recnas bench compare`` folder that has both.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/oneshot_ft_pairs.py \\
         runs/bench_synth_oneshot_ft reports/bench_synth/oneshot_finetune/pairs.csv
@@ -28,8 +29,12 @@ def main(folder: str, out: str) -> None:
     truth = -sc["test_logloss_mean"].to_numpy(np.float64)
     rows = []
     for frac in ("0%", "1%", "5%", "10%"):
+        if f"oneshot | inherit {frac}" not in sc:
+            continue
         b = sc[f"oneshot | inherit {frac}"].to_numpy(np.float64)
-        for v in ("oneshot ft100", "oneshot ft500"):
+        # every fine-tuned variant scored at this warm-up (ft100, ft500, ft500 fresh, ...), in column order
+        variants = [c.split(" | ")[0] for c in sc.columns if c.startswith("oneshot ft") and c.endswith(f" | inherit {frac}")]
+        for v in variants:
             x = sc[f"{v} | inherit {frac}"].to_numpy(np.float64)
             rows.append({"context": f"inherit {frac}", "variant": v, "baseline": "oneshot",
                          **_paired(x, b, truth, 1000, 0.05, 0),

@@ -615,6 +615,15 @@ def scoring_inputs(cfg: BenchConfig, progress: bool = True) -> tuple[Path, Any, 
     return data_dir, fm, splits, batches, val_batches
 
 
+def fresh_stream(cfg: BenchConfig, fm: Any, splits: dict[str, Path]) -> Any:
+    """The training rows after the scoring batches (:class:`recnas.study.context.FreshBatches`, the
+    scoring batch size), one stream for all of a comparison's contexts: read lazily, once."""
+    from recnas.study.context import FreshBatches
+
+    sc = cfg.scoring
+    return FreshBatches(splits["train"], fm, sc.batch_size, sc.batches, section="scoring")
+
+
 def run_compare(cfg: BenchConfig, source: str = "pipeline", progress: bool = True,
                 score_only: bool = False) -> Path | None:
     """Runs the comparison (see the module docstring); returns the path of ``report.md``.
@@ -634,6 +643,7 @@ def run_compare(cfg: BenchConfig, source: str = "pipeline", progress: bool = Tru
         truth = truth_matrix(table, keys, cfg.train.seeds)
     data_dir, fm, splits, batches, val_batches = scoring_inputs(cfg, progress)
     sc = cfg.scoring
+    rows = fresh_stream(cfg, fm, splits)  # oneshot finetune_rows: fresh reads it; shared by every context
     cache = _Cache(out / "scores", specs)
 
     if progress:
@@ -643,12 +653,14 @@ def run_compare(cfg: BenchConfig, source: str = "pipeline", progress: bool = Tru
     warm_info = []
     split_info: list[dict[str, Any]] = []
     try:
-        fresh = ScoringContext(fm, batches, val_batches, supernet=None, init="fresh", seed=sc.seed, device="cpu")
+        fresh = ScoringContext(fm, batches, val_batches, supernet=None, init="fresh", seed=sc.seed, device="cpu",
+                               fresh_batches=rows)
         sets += _score_all(cfg, specs, {("fresh", 0.0): fresh, ("none", 0.0): fresh}, cache, progress)
         for frac in cfg.warmup.fractions:
             net, secs, steps = _supernet(cfg, frac, space, fm, splits, data_dir, out, progress)
             warm_info.append({"fraction": frac, "seconds": secs, "steps": steps})
-            ctx = ScoringContext(fm, batches, val_batches, supernet=net, init="inherit", seed=sc.seed, device="cpu")
+            ctx = ScoringContext(fm, batches, val_batches, supernet=net, init="inherit", seed=sc.seed, device="cpu",
+                                 fresh_batches=rows)
             sets += _score_all(cfg, specs, {("inherit", frac): ctx}, cache, progress)
             del net, ctx
             if cfg.split is not None and frac > 0:
@@ -656,7 +668,8 @@ def run_compare(cfg: BenchConfig, source: str = "pipeline", progress: bool = Tru
 
                 net, facts = split_for_fraction(cfg, frac, fm, space, splits, data_dir, out, progress)
                 split_info.append(facts)
-                ctx = ScoringContext(fm, batches, val_batches, supernet=net, init="inherit", seed=sc.seed, device="cpu")
+                ctx = ScoringContext(fm, batches, val_batches, supernet=net, init="inherit", seed=sc.seed,
+                                     device="cpu", fresh_batches=rows)
                 sets += _score_all(cfg, specs, {("inherit", frac): ctx}, cache, progress, split=True)
                 del net, ctx
     finally:

@@ -105,6 +105,11 @@ class ScoringContext:
             ``batches`` / ``val_batches``, one ``(B, n_sparse, e_max)`` tensor per batch, computed
             elsewhere (e.g. through sharded tables); ``init="inherit"`` only. ``None``: computed
             from ``supernet.sparse_arch`` when first needed.
+        fresh_batches: a stream of further training batches (``get(n)``, ``available``, ``index``:
+            :class:`recnas.study.context.FreshBatches`, the rows after ``batches``) for estimators
+            that train on new rows, e.g. the one-shot score's ``finetune_rows: fresh``
+            (:meth:`fresh_inputs`); ``None``: the context has its fixed batches only. Not usable
+            with ready-made ``lookups`` (their tables may be sharded over ranks).
     """
 
     feature_map: FeatureMap
@@ -115,6 +120,8 @@ class ScoringContext:
     seed: int = 0
     device: torch.device | str | None = None
     lookups: dict[str, Sequence[torch.Tensor]] | None = field(default=None, repr=False)
+    fresh_batches: Any = field(default=None, repr=False)
+    _fresh_cache: dict[Any, list[CandidateBatch]] = field(default_factory=dict, init=False, repr=False)
     _emb_cache: dict[Any, list[torch.Tensor]] = field(default_factory=dict, init=False, repr=False)
     _sparse_archs: dict[int, nn.Module] = field(default_factory=dict, init=False, repr=False)
 
@@ -216,6 +223,41 @@ class ScoringContext:
             )
             for b, e in zip(src, embs)
         ]
+
+    def fresh_inputs(self, spec: ArchSpec, n: int, option: str = "fresh_batches") -> list[CandidateBatch]:
+        """The dense-part inputs of ``spec`` on the first ``min(n, available)`` batches of
+        ``fresh_batches`` (a reader needing more cycles: step ``i`` reads item
+        ``fresh_batches.index(i)``). The embedding lookups are computed once per batch and context
+        (the widest, sliced to ``spec``'s width, as for :meth:`embeddings`) and kept with the batch's
+        dense features and labels on ``device``: for ``m`` batches of ``B`` rows, ``m x B x
+        n_sparse x e_max x 4`` bytes (e.g. 386 x 512 x 26 x 16 x 4 ~ 330 MB), freed with the context.
+
+        Raises:
+            ValueError: naming ``option`` (the estimator option that asked), when the context has no
+                ``fresh_batches`` or has ready-made ``lookups`` (sharded tables).
+        """
+        if self.fresh_batches is None:
+            raise ValueError(f"{option}: this scoring context has fixed batches only, no stream of further training "
+                             "rows (ScoringContext.fresh_batches; the bench and the search supply one)")
+        if self.lookups is not None:
+            raise ValueError(f"{option}: not available with ready-made embedding lookups (sharded scoring, "
+                             "estimator.sharded): the further rows' lookups would need the sharded tables")
+        raw = self.fresh_batches.get(n)
+        key = ("fresh", None) if self.init == "inherit" else ("fresh", spec.embedding_dim)
+        have = self._fresh_cache.setdefault(key, [])
+        if len(have) < len(raw):
+            dim = spec.embedding_dim
+            arch = self.supernet.sparse_arch if self.init == "inherit" else self._fresh_sparse_arch(dim)
+            with torch.no_grad():
+                for b in raw[len(have):]:
+                    b = b.to(self.device)
+                    have.append(CandidateBatch(dense=b.dense_features, emb=arch(b.sparse_features).detach(),
+                                               labels=b.labels.float()))
+        if have and have[0].emb.shape[-1] < spec.embedding_dim:
+            raise ValueError(f"embedding_dim {spec.embedding_dim} is wider than the supernet's tables "
+                             f"({have[0].emb.shape[-1]})")
+        return [CandidateBatch(dense=c.dense, emb=c.emb[..., :spec.embedding_dim], labels=c.labels)
+                for c in have[:len(raw)]]
 
     def candidate(self, spec: ArchSpec, which: Literal["train", "val"] = "train") -> Candidate:
         """The dense part of ``spec`` and its inputs on ``batches`` (or ``val_batches``)."""

@@ -190,7 +190,7 @@ def run_split_study(cfg: Any, source: str, from_dir: str | Path, out: str | Path
     import dataclasses
 
     from recnas.bench import stats
-    from recnas.bench.compare import _supernet, read_built, scoring_inputs
+    from recnas.bench.compare import _supernet, fresh_stream, read_built, scoring_inputs
     from recnas.bench.groundtruth import sample_archs, truth_matrix
     from recnas.estimators import ScoringContext
     from recnas.space.space import SearchSpace
@@ -208,6 +208,7 @@ def run_split_study(cfg: Any, source: str, from_dir: str | Path, out: str | Path
     truth = truth_matrix(table, [s.key() for s in specs], cfg.train.seeds)
     data_dir, fm, splits, batches, val_batches = scoring_inputs(cfg, progress)
     sc = cfg.scoring
+    rows = fresh_stream(cfg, fm, splits)  # oneshot finetune_rows: fresh
     scores: dict[str, np.ndarray] = {}
     seconds: dict[str, float] = {}
     rows_info = []
@@ -237,7 +238,8 @@ def run_split_study(cfg: Any, source: str, from_dir: str | Path, out: str | Path
             nets.append(("parent alone, no fine-tuning", parent_alone))
         for what, make_net in nets:
             net = make_net()
-            ctx = ScoringContext(fm, batches, val_batches, supernet=net, init="inherit", seed=sc.seed, device="cpu")
+            ctx = ScoringContext(fm, batches, val_batches, supernet=net, init="inherit", seed=sc.seed, device="cpu",
+                                 fresh_batches=rows)
             for e in entries:
                 label = f"{e.display} | {what} | {100 * frac:g}%"
                 t0 = time.perf_counter()

@@ -201,6 +201,21 @@ def _mirror_card(run_dir: Path, env: Any) -> None:
     _barrier(env)
 
 
+def _check_fresh_rows(cfg: PipelineConfig, world_size: int) -> None:
+    """Refuses an estimator that reads further training rows (``oneshot finetune_rows: fresh``) with
+    sharded scoring: their lookups would need the sharded tables, collectively, per candidate."""
+    from recnas.estimators import make_estimator
+    from recnas.study.sharded import use_sharded
+
+    est = cfg.estimator
+    if cfg.search.evaluator != "estimator" or not use_sharded(est.sharded, est.init, world_size):
+        return
+    if getattr(make_estimator(est.name, **est.params), "uses_fresh_rows", lambda: False)():
+        raise ValueError("oneshot finetune_rows: fresh is not available with sharded scoring (estimator.sharded): "
+                         "the further rows' lookups would need the sharded tables; set estimator.sharded: false "
+                         "or finetune_rows: scoring")
+
+
 def _scoring_context(cfg: PipelineConfig, run_dir: Path, data_dir: Path, fm: Any,
                      device: torch.device | None = None, env: Any = None) -> Any:
     """The estimator's data and weights: the first ``batches x batch_size`` training rows (and
@@ -216,7 +231,7 @@ def _scoring_context(cfg: PipelineConfig, run_dir: Path, data_dir: Path, fm: Any
     unsharded copy (``load_supernet``)."""
     from recnas.data.loader import load_prepared
     from recnas.estimators import ScoringContext
-    from recnas.study.context import scoring_batches
+    from recnas.study.context import FreshBatches, scoring_batches
     from recnas.study.sharded import sharded_scoring_context, use_sharded
     from recnas.train.warmup import load_supernet
 
@@ -229,6 +244,7 @@ def _scoring_context(cfg: PipelineConfig, run_dir: Path, data_dir: Path, fm: Any
     batches, val_batches = scoring_batches(splits, fm, batches=est.batches, val_batches=est.val_batches,
                                            batch_size=est.batch_size, section="estimator")
     world = env.world_size if env is not None else 1
+    _check_fresh_rows(cfg, world)
     if use_sharded(est.sharded, est.init, world):
         if env is None:
             from recnas.train.distributed import init_distributed
@@ -241,9 +257,11 @@ def _scoring_context(cfg: PipelineConfig, run_dir: Path, data_dir: Path, fm: Any
                   f"{sn.full_table_bytes / 2**20:,.1f} MiB; {env.world_size} rank(s))", file=sys.stderr)
         return ctx
     supernet = load_supernet(run_dir, device=device) if est.init == "inherit" else None
+    # the rows after the scoring batches, read lazily (oneshot finetune_rows: fresh; nothing else reads them)
+    rows = FreshBatches(splits["train"], fm, est.batch_size, est.batches, section="estimator")
     return ScoringContext(
         fm, batches=batches, val_batches=val_batches,
-        supernet=supernet, init=est.init, seed=est.seed, device=device,
+        supernet=supernet, init=est.init, seed=est.seed, device=device, fresh_batches=rows,
     )
 
 
@@ -439,6 +457,7 @@ def run_search(cfg: PipelineConfig, *, resume: bool = False, progress: bool = Tr
     if oracle and env.world_size > 1:
         raise ValueError("search.evaluator: oracle trains one architecture per query in one process; "
                          "run it without torchrun (or score with an estimator)")
+    _check_fresh_rows(cfg, env.world_size)  # before the warm-up
 
     def make_oracle() -> Evaluator:  # the train-from-scratch evaluator (built when first needed)
         return TrainEvaluator(cfg.oracle, cfg.oracle.seed, data_dir, fm, splits, run_dir / "oracle",

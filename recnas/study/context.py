@@ -8,6 +8,10 @@ batches and the warmed-up supernet.
   ``n`` full batches of ``batch_size`` rows of a split, in file order (rows ``[0, n x batch_size)``,
   no shuffle), the same in every process and every rank. Too few rows is an error naming the
   split folder, the full batches it has and the pipeline keys to change.
+- :class:`FreshBatches`: the training rows *after* the scoring batches, as full batches of the same
+  size in file order, cycled when the split runs out: the fresh rows of the one-shot score's
+  ``finetune_rows: fresh`` (NASRec's subnet fitness fine-tunes on new training batches). Read lazily
+  and cached once per stream; the bench shares one stream between its warm-ups, the search has one.
 - :func:`warm_supernet`: the supernet warmed up (NASRec's recipe, :func:`recnas.train.warmup.warmup`)
   on ``fraction`` of a training split, into a folder: a finished warm-up found there
   (``supernet.json``) is checked against what is asked and reused, not redone; an interrupted one
@@ -41,7 +45,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["first_batches", "scoring_batches", "warm_supernet", "WarmedSupernet", "check_card"]
+__all__ = ["first_batches", "scoring_batches", "FreshBatches", "warm_supernet", "WarmedSupernet", "check_card"]
 
 
 # -- scoring batches ------------------------------------------------------------------------------
@@ -89,6 +93,78 @@ def scoring_batches(splits: Mapping[str, Path], fm: Any, *, batches: int, val_ba
     valid = first_batches(splits["valid"], fm, val_batches, batch_size, key=f"{section}.val_batches",
                           size_key=size_key) if val_batches else []
     return train, valid
+
+
+class FreshBatches:
+    """The training rows after the scoring batches: full batches of ``batch_size`` rows in file order.
+
+    Batch ``j`` holds the split's rows ``[(skip + j) x batch_size, (skip + j + 1) x batch_size)``: the
+    first ``skip`` batches are the scoring batches (:func:`scoring_batches` takes rows
+    ``[0, skip x batch_size)``), so fresh batch 0 starts at the first row they did not use. No shuffle:
+    every reader (every candidate, rank and run) gets the same rows in the same order. There are
+    :attr:`available` distinct batches (the split's full batches after the scoring ones, a final
+    partial batch left out); a reader that needs more cycles over them (:meth:`index`).
+
+    Lazy and bounded: nothing is read until :meth:`get` asks; then the split is streamed from the
+    parquet files (:class:`recnas.data.loader.ParquetBatchLoader`, one row group at a time) only as
+    far as the batches asked for, and those batches are kept, so each row is read once per stream
+    whatever the number of candidates. What is kept is at most ``min(asked, available)`` batches
+    (for Criteo-format rows about 0.3 kB per row: 500 batches of 512 rows ~ 80 MB).
+
+    Args:
+        split_dir: the training split folder.
+        fm: the dataset's feature map.
+        batch_size: rows per batch (the scoring batches' size).
+        skip: how many batches of ``batch_size`` rows to skip (the scoring batches).
+        section: the pipeline section named in errors (``scoring`` of a bench, ``estimator`` of a search).
+
+    Raises:
+        ValueError: from :meth:`get`, when the split has no full batch after the skipped ones (naming
+            the folder and the keys); making the stream reads only the files' metadata.
+    """
+
+    def __init__(self, split_dir: str | os.PathLike, fm: Any, batch_size: int, skip: int, *,
+                 section: str = "scoring") -> None:
+        import pyarrow.parquet as pq
+
+        self.split_dir, self.fm, self.batch_size, self.skip = Path(split_dir), fm, int(batch_size), int(skip)
+        self.section = section
+        rows = sum(pq.ParquetFile(f).metadata.num_rows for f in sorted(self.split_dir.glob("part-*.parquet")))
+        self.split_rows = rows
+        self.available = max(0, rows // self.batch_size - self.skip)
+        self._batches: list[Any] = []
+        self._iter: Any = None
+
+    def index(self, step: int) -> int:
+        """The fresh batch that step ``step`` (0-based) reads: ``step mod available``."""
+        return step % self.available
+
+    def get(self, n: int) -> list[Any]:
+        """The first ``min(n, available)`` fresh batches (read on first use, then kept)."""
+        if self.available == 0:
+            raise ValueError(
+                f"{self.section}: {self.split_dir} has {self.split_rows} rows, no full batch of "
+                f"{self.section}.batch_size={self.batch_size} after the {self.skip} scoring batches "
+                f"({self.section}.batches) for oneshot finetune_rows: fresh"
+            )
+        want = min(int(n), self.available)
+        if len(self._batches) < want:
+            if self._iter is None:
+                from recnas.data.loader import ParquetBatchLoader
+
+                loader = ParquetBatchLoader(self.split_dir, self.fm, batch_size=self.batch_size, drop_last=True)
+                self._iter = iter(loader)
+                for _ in range(self.skip):
+                    next(self._iter)
+            while len(self._batches) < want:
+                self._batches.append(next(self._iter))
+            if len(self._batches) == self.available:
+                self._iter = None
+        return self._batches[:want]
+
+    def __repr__(self) -> str:
+        return (f"FreshBatches({str(self.split_dir)!r}, batch_size={self.batch_size}, skip={self.skip}, "
+                f"available={self.available}, read={len(self._batches)})")
 
 
 # -- the warmed-up supernet -----------------------------------------------------------------------

@@ -8,7 +8,11 @@ batch's ids (sum pooling: a row's gradient is the sum over the bags that contain
 :func:`recnas.estimators._autograd.batch_gradients`), so they need the lookups, never the tables.
 SiGeo's ``local_steps`` update a private copy of the dense part only, and the one-shot score's
 ``finetune_steps`` a private copy of the head, on features computed from the lookups. So every
-inherited-weight estimator scores the same from lookups computed anywhere.
+inherited-weight estimator scores the same from lookups computed anywhere -- except the one-shot
+score's ``finetune_rows: fresh``, which reads training rows beyond the scoring batches: their lookups
+would need the sharded tables (collectively, on every rank, per candidate), so sharded scoring has no
+stream of them and refuses it (``recnas search`` before its warm-up; a context made here raises the
+option's one-line error when scored).
 
 :func:`sharded_scoring_context` therefore:
 
