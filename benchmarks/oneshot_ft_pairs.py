@@ -28,9 +28,8 @@ def main(folder: str, out: str) -> None:
     sc = pd.read_csv(Path(folder) / "scores.csv")
     truth = -sc["test_logloss_mean"].to_numpy(np.float64)
     rows = []
-    for frac in ("0%", "1%", "5%", "10%"):
-        if f"oneshot | inherit {frac}" not in sc:
-            continue
+    # every warm-up the folder scored the untuned one-shot score at, in column order
+    for frac in [c.removeprefix("oneshot | inherit ") for c in sc.columns if c.startswith("oneshot | inherit ")]:
         b = sc[f"oneshot | inherit {frac}"].to_numpy(np.float64)
         # every fine-tuned variant scored at this warm-up (ft100, ft500, ft500 fresh, ...), in column order
         variants = [c.split(" | ")[0] for c in sc.columns if c.startswith("oneshot ft") and c.endswith(f" | inherit {frac}")]
