@@ -66,6 +66,19 @@ def _old_score(spec, ctx: ScoringContext) -> float:
     return -total / rows
 
 
+def _hand_finetuned(ctx: ScoringContext, spec, module, cbs, steps: int) -> float:
+    """The expected score: the head fine-tuned by hand on ``cbs`` for ``steps`` steps, then the
+    validation log loss (negated, per row) on the context's validation batches."""
+    feats, w0, b0 = head_features(module, cbs)
+    w, b = finetune_head(feats, [cb.labels for cb in cbs], w0, b0, steps, 0.04)
+    val = ctx.inputs(spec, "val")
+    vfeats, _, _ = head_features(module, val)
+    with torch.no_grad():
+        loss = sum(float(F.binary_cross_entropy_with_logits(F.linear(h, w, b).reshape(-1), cb.labels,
+                                                            reduction="sum")) for h, cb in zip(vfeats, val))
+    return -loss / sum(cb.batch_size for cb in val)
+
+
 def test_default_is_the_earlier_score_bit_for_bit(warmed: tuple) -> None:
     ctx, specs = warmed
     old = np.array([_old_score(s, ctx) for s in specs])
@@ -195,14 +208,7 @@ def test_fresh_rows_are_the_batches_after_the_scoring_ones_and_finetune_on_them(
         with torch.no_grad():
             cbs = [CandidateBatch(b.dense_features, net.sparse_arch(b.sparse_features)[..., :spec.embedding_dim],
                                   b.labels.float()) for b in expected[:steps]]
-        feats, w0, b0 = head_features(module, cbs)
-        w, b = finetune_head(feats, [cb.labels for cb in cbs], w0, b0, steps, 0.04)
-        val = ctx.inputs(spec, "val")
-        vfeats, _, _ = head_features(module, val)
-        with torch.no_grad():
-            loss = sum(float(F.binary_cross_entropy_with_logits(F.linear(h, w, b).reshape(-1), cb.labels,
-                                                                reduction="sum")) for h, cb in zip(vfeats, val))
-        assert score == pytest.approx(-loss / sum(cb.batch_size for cb in val), rel=1e-6, abs=1e-7)
+        assert score == pytest.approx(_hand_finetuned(ctx, spec, module, cbs, steps), rel=1e-6, abs=1e-7)
     # the same rows in a second stream and context: the same scores, bit for bit
     again = OneShot(finetune_steps=steps, finetune_rows="fresh").score(specs[:3], _stream_context(ctx, train_split))
     np.testing.assert_array_equal(again, fresh)
@@ -222,14 +228,7 @@ def test_fresh_rows_cycle_when_the_split_runs_out(warmed: tuple, train_split: Pa
     module = ctx.dense_module(spec)
     cbs = fctx.fresh_inputs(spec, steps)
     assert len(cbs) == n
-    feats, w0, b0 = head_features(module, cbs)
-    w, b = finetune_head(feats, [cb.labels for cb in cbs], w0, b0, steps, 0.04)
-    val = ctx.inputs(spec, "val")
-    vfeats, _, _ = head_features(module, val)
-    with torch.no_grad():
-        loss = sum(float(F.binary_cross_entropy_with_logits(F.linear(h, w, b).reshape(-1), cb.labels,
-                                                            reduction="sum")) for h, cb in zip(vfeats, val))
-    assert score == pytest.approx(-loss / sum(cb.batch_size for cb in val), rel=1e-6, abs=1e-7)
+    assert score == pytest.approx(_hand_finetuned(ctx, spec, module, cbs, steps), rel=1e-6, abs=1e-7)
 
 
 def test_fresh_rows_identity_and_errors(warmed: tuple) -> None:
