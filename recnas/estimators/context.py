@@ -190,12 +190,7 @@ class ScoringContext:
                 self._emb_cache[key] = [
                     arch(b.sparse_features).detach() for b in src
                 ]
-        embs = self._emb_cache[key]
-        if embs and embs[0].shape[-1] < dim:
-            raise ValueError(
-                f"embedding_dim {dim} is wider than the supernet's tables ({embs[0].shape[-1]})"
-            )
-        return [e[..., :dim] for e in embs]
+        return _sliced(self._emb_cache[key], dim)
 
     # -- candidates --------------------------------------------------------------------------------
     def dense_module(self, spec: ArchSpec) -> nn.Module:
@@ -253,13 +248,19 @@ class ScoringContext:
                     b = b.to(self.device)
                     have.append(CandidateBatch(dense=b.dense_features, emb=arch(b.sparse_features).detach(),
                                                labels=b.labels.float()))
-        if have and have[0].emb.shape[-1] < spec.embedding_dim:
-            raise ValueError(f"embedding_dim {spec.embedding_dim} is wider than the supernet's tables "
-                             f"({have[0].emb.shape[-1]})")
-        return [CandidateBatch(dense=c.dense, emb=c.emb[..., :spec.embedding_dim], labels=c.labels)
-                for c in have[:len(raw)]]
+        have = have[:len(raw)]
+        embs = _sliced([c.emb for c in have], spec.embedding_dim)
+        return [CandidateBatch(dense=c.dense, emb=e, labels=c.labels) for c, e in zip(have, embs)]
 
     def candidate(self, spec: ArchSpec, which: Literal["train", "val"] = "train") -> Candidate:
         """The dense part of ``spec`` and its inputs on ``batches`` (or ``val_batches``)."""
         cbs = self.inputs(spec, which)
         return Candidate(spec, self.dense_module(spec), cbs, self.feature_map.sparse_names)
+
+
+def _sliced(embs: Sequence[torch.Tensor], dim: int) -> list[torch.Tensor]:
+    """The lookups ``embs`` (the widest tables' width) sliced to ``dim``; a ``dim`` wider than them is
+    a one-line error."""
+    if embs and embs[0].shape[-1] < dim:
+        raise ValueError(f"embedding_dim {dim} is wider than the supernet's tables ({embs[0].shape[-1]})")
+    return [e[..., :dim] for e in embs]

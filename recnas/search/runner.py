@@ -244,7 +244,6 @@ def _scoring_context(cfg: PipelineConfig, run_dir: Path, data_dir: Path, fm: Any
     batches, val_batches = scoring_batches(splits, fm, batches=est.batches, val_batches=est.val_batches,
                                            batch_size=est.batch_size, section="estimator")
     world = env.world_size if env is not None else 1
-    _check_fresh_rows(cfg, world)
     if use_sharded(est.sharded, est.init, world):
         if env is None:
             from recnas.train.distributed import init_distributed
