@@ -240,13 +240,7 @@ class OneShot(Estimator):
         if self.finetune_steps:
             return self._finetuned_score(spec, ctx)
         cand = ctx.candidate(spec, which="val")
-        total, rows = 0.0, 0
-        with torch.no_grad():
-            for cb in cand.batches:
-                logits = cand.module(cb.dense, cb.emb).reshape(-1)
-                total += float(F.binary_cross_entropy_with_logits(logits, cb.labels, reduction="sum"))
-                rows += cb.batch_size
-        return -total / rows
+        return _neg_logloss((cand.module(cb.dense, cb.emb), cb) for cb in cand.batches)
 
     def _finetuned_score(self, spec: ArchSpec, ctx: ScoringContext) -> float:
         steps, lr = int(self.finetune_steps), float(self.finetune_lr)
@@ -267,10 +261,14 @@ class OneShot(Estimator):
             val_batches = ctx.inputs(spec, "val")
             val, _, _ = head_features(cand.module, val_batches)
             w, b = finetune_head(train, [cb.labels for cb in cand.batches], weight, bias, steps, lr)
-        total, rows = 0.0, 0
-        with torch.no_grad():
-            for h, cb in zip(val, val_batches):
-                logits = F.linear(h, w, b).reshape(-1)
-                total += float(F.binary_cross_entropy_with_logits(logits, cb.labels, reduction="sum"))
-                rows += cb.batch_size
-        return -total / rows
+        return _neg_logloss((F.linear(h, w, b), cb) for h, cb in zip(val, val_batches))
+
+
+def _neg_logloss(pairs: Any) -> float:
+    """Minus the mean BCE over all rows of ``(logits, batch)`` pairs (computed lazily, without grad)."""
+    total, rows = 0.0, 0
+    with torch.no_grad():
+        for logits, cb in pairs:
+            total += float(F.binary_cross_entropy_with_logits(logits.reshape(-1), cb.labels, reduction="sum"))
+            rows += cb.batch_size
+    return -total / rows
