@@ -188,6 +188,17 @@ def test_sweep_reproduces_for_a_seed_and_its_summary_is_the_per_split_rows(synth
         predictor_sweep({"params": make_estimator("params")}, specs, ll, [], section, space=SPACE)
 
 
+def test_sweep_in_worker_processes_gives_the_same_rows_in_the_same_order(synth) -> None:
+    """``predictors.workers``: the splits after the first are fitted in joblib worker processes;
+    every row (timings aside) is the one the sweep in this process gives, in the same order."""
+    specs, ll, quality = synth
+    ests = {"ridge": make_estimator("ridge", alpha=0.5), "rf": make_estimator("rf", n_estimators=20)}
+    one = predictor_sweep(ests, specs, ll, _others(quality), PredictorSection((0.3, 0.5), 5, 3), space=SPACE)
+    two = predictor_sweep(ests, specs, ll, _others(quality), PredictorSection((0.3, 0.5), 5, 3, workers=2), space=SPACE)
+    pd.testing.assert_frame_equal(one.drop(columns=TIMING), two.drop(columns=TIMING))
+    assert len(one) == 2 * 5 * (len(ests) + len(_others(quality)))
+
+
 # -- configuration -------------------------------------------------------------------------------------
 
 
@@ -198,6 +209,7 @@ def test_sweep_reproduces_for_a_seed_and_its_summary_is_the_per_split_rows(synth
         ({"predictors": {"train_fractions": [0.0]}}, r"'predictors': predictors.train_fractions: 0.0 is not in \(0, 1\)"),
         ({"predictors": {"train_fractions": [0.5, 1.0]}}, r"predictors.train_fractions: 1.0 is not in \(0, 1\)"),
         ({"predictors": {"train_fractions": [0.5, 0.5]}}, r"predictors.train_fractions: fractions must be distinct"),
+        ({"predictors": {"workers": 0}}, r"predictors.workers must be >= 1, got 0"),
         ({"predictors": {"splits": 1}}, r"predictors.splits must be >= 2"),
         ({"predictors": {"seed": -1}}, r"predictors.seed must be in"),
         ({"predictors": {"train_fractions": [0.1, 0.5]}},

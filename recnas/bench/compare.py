@@ -392,6 +392,39 @@ def judge(sets: list[ScoreSet], truth_logloss: np.ndarray, cfg: BenchConfig,
     return df.reset_index()
 
 
+def _sweep_split(predictors: Mapping[str, Any], specs: Sequence[ArchSpec], truth: np.ndarray, seeds: int,
+                 others: Sequence[ScoreSet], tr: np.ndarray, te: np.ndarray, base: dict[str, Any], top_frac: float,
+                 space: SearchSpace | None, threads: int | None = None) -> list[dict[str, Any]]:
+    """One split of :func:`predictor_sweep`: every predictor fitted on ``tr`` and judged on ``te``,
+    then every other score set on ``te``; the rows in that order. ``threads``: torch threads to set
+    first (a worker process starts with torch's default)."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    n = len(truth)
+    nan = float("nan")
+    rows: list[dict[str, Any]] = []
+    train_specs, test_specs = [specs[i] for i in tr], [specs[i] for i in te]
+    for label, est in predictors.items():
+        model = est.clone()
+        t0 = time.perf_counter()
+        model.fit(train_specs, truth[tr], space=space)
+        t1 = time.perf_counter()
+        pred = model.predict(test_specs)
+        t2 = time.perf_counter()
+        pred, failed = _fill(pred)
+        rows.append({"label": label, "estimator": label, "kind": "predictor", "init": "none", "fraction": nan,
+                     **base, **stats.ranking_stats(pred, truth[te], top_frac), "gt_runs": len(tr) * seeds,
+                     "fit_seconds": t1 - t0, "query_seconds": t2 - t1, "failed": failed})
+    for x in others:
+        rows.append({"label": x.label, "estimator": x.estimator, "kind": x.kind, "init": x.init,
+                     "fraction": x.fraction, **base, **stats.ranking_stats(x.scores[te], truth[te], top_frac),
+                     "gt_runs": 0, "fit_seconds": 0.0, "query_seconds": x.seconds * len(te) / n,
+                     "failed": int((~np.isfinite(x.scores[te])).sum())})
+    return rows
+
+
 def predictor_sweep(predictors: Mapping[str, Any], specs: Sequence[ArchSpec], truth_logloss: np.ndarray,
                     others: Sequence[ScoreSet], section: PredictorSection, top_frac: float = 0.1,
                     space: SearchSpace | None = None, progress: bool = False) -> pd.DataFrame:
@@ -422,7 +455,8 @@ def predictor_sweep(predictors: Mapping[str, Any], specs: Sequence[ArchSpec], tr
         the others), ``fit_seconds``, ``query_seconds`` (a predictor's predict; another estimator's
         scoring seconds prorated to the held-out architectures), ``failed`` (non-finite
         predictions, ranked last). Rows are in a fixed order, and the same arguments give the same
-        values (timings aside).
+        values (timings aside), with any ``section.workers``: the splits after the first run in
+        that many worker processes (``joblib``), each fitting its own clones.
     """
     ll = np.asarray(truth_logloss, dtype=np.float64)
     ll = ll[:, None] if ll.ndim == 1 else ll
@@ -436,32 +470,35 @@ def predictor_sweep(predictors: Mapping[str, Any], specs: Sequence[ArchSpec], tr
         if not getattr(est, "needs_fit", False):
             raise ValueError(f"{label!r} is not a predictor (needs_fit is False); judge it on all architectures")
     truth = -ll.mean(axis=1)
+    workers = getattr(section, "workers", 1)
+    threads = None
+    if workers > 1:
+        import torch
+
+        threads = torch.get_num_threads()
     rows: list[dict[str, Any]] = []
-    nan = float("nan")
     for frac, n_train in zip(section.train_fractions, section.train_sizes(n)):
         t_frac = time.perf_counter()
-        for j, (tr, te) in enumerate(stats.train_test_splits(n, n_train, section.splits, section.seed)):
-            base = {"train_fraction": frac, "split": j, "n_train": len(tr), "n_test": len(te)}
-            train_specs, test_specs = [specs[i] for i in tr], [specs[i] for i in te]
-            for label, est in predictors.items():
-                model = est.clone()
-                t0 = time.perf_counter()
-                model.fit(train_specs, truth[tr], space=space)
-                t1 = time.perf_counter()
-                pred = model.predict(test_specs)
-                t2 = time.perf_counter()
-                pred, failed = _fill(pred)
-                rows.append({"label": label, "estimator": label, "kind": "predictor", "init": "none", "fraction": nan,
-                             **base, **stats.ranking_stats(pred, truth[te], top_frac), "gt_runs": len(tr) * seeds,
-                             "fit_seconds": t1 - t0, "query_seconds": t2 - t1, "failed": failed})
-            for x in others:
-                rows.append({"label": x.label, "estimator": x.estimator, "kind": x.kind, "init": x.init,
-                             "fraction": x.fraction, **base, **stats.ranking_stats(x.scores[te], truth[te], top_frac),
-                             "gt_runs": 0, "fit_seconds": 0.0, "query_seconds": x.seconds * len(te) / n,
-                             "failed": int((~np.isfinite(x.scores[te])).sum())})
+        jobs = [(np.asarray(tr), np.asarray(te), {"train_fraction": frac, "split": j, "n_train": len(tr), "n_test": len(te)})
+                for j, (tr, te) in enumerate(stats.train_test_splits(n, n_train, section.splits, section.seed))]
+        if workers > 1 and len(jobs) > 1:
+            from joblib import Parallel, delayed
+
+            # the first split here, so that what a predictor makes once and caches on first use
+            # (EmProx's autoencoder) is made once, not by every worker at the same time
+            done = [_sweep_split(predictors, specs, truth, seeds, others, *jobs[0], top_frac, space)]
+            done += Parallel(n_jobs=min(workers, len(jobs) - 1), backend="loky")(
+                delayed(_sweep_split)(predictors, specs, truth, seeds, others, tr, te, base, top_frac, space, threads)
+                for tr, te, base in jobs[1:])
+        else:
+            done = [_sweep_split(predictors, specs, truth, seeds, others, tr, te, base, top_frac, space)
+                    for tr, te, base in jobs]
+        for r in done:
+            rows.extend(r)
         if progress:
             print(f"  predictors sweep: {100 * frac:g}% = {n_train} training architectures x {section.splits} splits "
-                  f"in {time.perf_counter() - t_frac:.1f} s", file=sys.stderr, flush=True)
+                  f"in {time.perf_counter() - t_frac:.1f} s" + (f" ({workers} workers)" if workers > 1 else ""),
+                  file=sys.stderr, flush=True)
     return pd.DataFrame(rows)
 
 

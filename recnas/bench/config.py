@@ -342,11 +342,14 @@ class PredictorSection:
             architectures on each side).
         splits: random splits per fraction (the protocol asks for at least 20).
         seed: seed of the splits (``sklearn.model_selection.ShuffleSplit``'s ``random_state``).
+        workers: processes that fit the splits (1: in this process). Each split's fits are the same
+            in any process, so the rows do not depend on it (timings aside); not part of any identity.
     """
 
     train_fractions: tuple[float, ...] = (0.1, 0.2, 0.4)
     splits: int = 20
     seed: int = 0
+    workers: int = 1
 
     def __post_init__(self) -> None:
         if not self.train_fractions:
@@ -360,6 +363,8 @@ class PredictorSection:
             raise ValueError(f"predictors.splits must be >= 2 (a spread over splits), got {self.splits}")
         if not 0 <= self.seed < 2**32:
             raise ValueError(f"predictors.seed must be in [0, 2**32), got {self.seed}")
+        if self.workers < 1:
+            raise ValueError(f"predictors.workers must be >= 1, got {self.workers}")
 
     def train_sizes(self, num_archs: int) -> tuple[int, ...]:
         """Training-set size of each fraction: ``round(fraction x num_archs)``."""
