@@ -128,6 +128,19 @@ def test_a_strategys_repeats_with_the_same_seed_are_identical(table: Table, name
     assert by[0] != by[1] or by[1] != by[2]
 
 
+def test_repeats_in_worker_processes_give_the_same_rows(table: Table) -> None:
+    """``workers``: each strategy's repeats after the first run in joblib worker processes (the
+    registry's entries travel with cloudpickle); the rows and runs equal one process's, timings aside."""
+    reg = {**REGISTRY, **FAST}
+    names = ["random", "weaknas", "bonas"]
+    a, ra = run_regret(table, names, repeats=3, seed=2, budget=N, proxy_budget=8, registry=reg)
+    b, rb = run_regret(table, names, repeats=3, seed=2, budget=N, proxy_budget=8, registry=reg, workers=2)
+    pd.testing.assert_frame_equal(a.drop(columns=TIMING), b.drop(columns=TIMING))
+    pd.testing.assert_frame_equal(ra.drop(columns=["strategy_seconds"]), rb.drop(columns=["strategy_seconds"]))
+    with pytest.raises(ValueError, match="workers must be >= 1, got 0"):
+        run_regret(table, ["random"], repeats=1, registry=reg, workers=0)
+
+
 def _bench_folder(tmp_path: Path) -> tuple[Path, Path]:
     """A tiny pipeline and a folder with its build.json, a synthetic groundtruth.csv (a planted
     best), scores.csv and results.csv, as a finished benchmark's."""

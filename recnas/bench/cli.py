@@ -92,6 +92,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             p.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES),
                            help=f"comma-separated (default {','.join(DEFAULT_STRATEGIES)})")
             p.add_argument("--threads", type=int, default=1, help="torch threads for the predictors (default 1)")
+            p.add_argument("--workers", type=int, default=1,
+                           help="processes for the repeats (default 1); the rows do not depend on it, timings aside")
         if name == "diagnose":
             p.add_argument("--out", type=Path, metavar="DIR",
                            help="where diagnose.csv, diagnose.md and the plot go (default: DIR/diagnose)")
@@ -197,7 +199,7 @@ def run_regret(args: argparse.Namespace) -> int:
     proxy_budget = args.proxy_budget or max(1, n // 2)
     t0 = time.perf_counter()
     rows, runs = run_regret(table, strategies, repeats=args.repeats, seed=args.seed, budget=budget,
-                            proxy_budget=proxy_budget, progress=not args.no_progress)
+                            proxy_budget=proxy_budget, progress=not args.no_progress, workers=args.workers)
     command = " ".join(["recnas bench regret", str(args.pipeline)] + (["--from", str(args.from_dir)] if args.from_dir else [])
                        + (["--out", str(args.out)] if args.out else []) + [f"--repeats {args.repeats}"]
                        + ([f"--seed {args.seed}"] if args.seed else []) + [f"--budget {budget}"]

@@ -309,18 +309,33 @@ def regret_summary(rows: pd.DataFrame, qb: Sequence[int], sb: Sequence[float]) -
     return pd.DataFrame(out)
 
 
+def _simulate_in_worker(threads: int, *args: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """:func:`simulate` in a worker process, with the parent's torch thread count."""
+    import torch
+
+    torch.set_num_threads(threads)
+    return simulate(*args)
+
+
 def run_regret(table: Table, strategies: Sequence[str] = DEFAULT_STRATEGIES, repeats: int = 10, seed: int = 0,
                budget: int | None = None, proxy_budget: int | None = None, max_proposals: int | None = None,
-               registry: Mapping[str, RegretStrategy] | None = None, progress: bool = False, neighbours: int = 5
-               ) -> tuple[pd.DataFrame, pd.DataFrame]:
+               registry: Mapping[str, RegretStrategy] | None = None, progress: bool = False, neighbours: int = 5,
+               workers: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every strategy ``repeats`` times (seeds ``seed .. seed + repeats - 1``): the query rows
-    (:data:`REGRET_FILE`'s columns, with ``repeat``) and the runs (:data:`RUNS_FILE`)."""
+    (:data:`REGRET_FILE`'s columns, with ``repeat``) and the runs (:data:`RUNS_FILE`).
+
+    ``workers > 1``: each strategy's first repeat runs here (what its predictor caches on first use,
+    e.g. EmProx's autoencoder, is made once) and the others in that many ``joblib`` worker processes,
+    each with this process's torch thread count; every row but the measured ``strategy_seconds`` (and
+    the ``seconds`` that add it) is the one a single process gives."""
     reg = dict(registry or REGISTRY)
     unknown = [s for s in strategies if s not in reg]
     if unknown:
         raise ValueError(f"regret: unknown strategies {unknown}; known: {sorted(reg)}")
     if repeats < 1:
         raise ValueError(f"regret: repeats must be >= 1, got {repeats}")
+    if workers < 1:
+        raise ValueError(f"regret: workers must be >= 1, got {workers}")
     n = len(table.specs)
     budget = min(int(budget or n), n)
     rows: list[dict[str, Any]] = []
@@ -331,8 +346,18 @@ def run_regret(table: Table, strategies: Sequence[str] = DEFAULT_STRATEGIES, rep
             raise ValueError(f"regret: strategy {name!r} searches on proxy {rs.proxy!r}, which the table lacks "
                              f"(it has {sorted(table.proxies)}); run `recnas bench compare` first")
         t0 = time.perf_counter()
-        for r in range(repeats):
-            rr, run = simulate(table, rs, seed + r, budget, proxy_budget, max_proposals, neighbours)
+        args = (budget, proxy_budget, max_proposals, neighbours)
+        done = [simulate(table, rs, seed, *args)]
+        if workers > 1 and repeats > 1:
+            import torch
+            from joblib import Parallel, delayed
+
+            threads = torch.get_num_threads()
+            done += Parallel(n_jobs=min(workers, repeats - 1), backend="loky")(
+                delayed(_simulate_in_worker)(threads, table, rs, seed + r, *args) for r in range(1, repeats))
+        else:
+            done += [simulate(table, rs, seed + r, *args) for r in range(1, repeats)]
+        for r, (rr, run) in enumerate(done):
             rows += [{**x, "repeat": r} for x in rr]
             runs.append({**run, "repeat": r})
         if progress:
