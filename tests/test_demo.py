@@ -28,7 +28,7 @@ def test_demo_smoke(tmp_path):
         "space=tiny", "supernet.batch_size=128", "supernet.max_steps=6",
         "estimator.batches=2", "estimator.batch_size=128",
         "search.budget=12", "search.population=6", "search.sample=3", "search.children=3",
-        "final.batch_size=256",
+        "final.batch_size=256", "final.seeds=[0, 1]",  # (one seed: tests/test_search_pipeline.py)
     ]
     cmd = [sys.executable, "-m", "recnas", "demo", "--out", str(out), "--no-progress"]
     for s in sets:
@@ -39,14 +39,18 @@ def test_demo_smoke(tmp_path):
     assert len(kept) == 1 and "moved it to" in r.stderr
     assert json.loads((kept[0] / "journal.jsonl").read_text())["config"] == {"old": 1}
 
-    # The printed comparison: the searched model and DLRM, each with a finite test log loss and AUC.
+    # The printed comparison: the searched model and DLRM over 2 seeds (mean ± sd), the searched one
+    # against DLRM paired by seed.
     lines = r.stdout.splitlines()
     assert any(line.startswith("best architecture:") for line in lines)
     table = [line for line in lines if line.startswith("searched #1") or line.startswith("dlrm")]
-    assert len(table) == 2, r.stdout
+    assert len(table) == 2 and all("±" in line for line in table), r.stdout
+    assert any("vs dlrm" in line for line in lines) and "(p " in table[0], r.stdout
 
     rows = list(csv.DictReader(open(out / "final.csv")))
-    assert [row["kind"] for row in rows] == ["search", "baseline"] and rows[1]["model"] == "dlrm"
+    assert [(row["kind"], row["seed"]) for row in rows] == [("search", "0"), ("search", "1"),
+                                                            ("baseline", "0"), ("baseline", "1")]
+    assert rows[2]["model"] == "dlrm" and rows[0]["test_logloss"] != rows[1]["test_logloss"]
     for row in rows:
         assert 0 < float(row["test_logloss"]) < 2 and 0 <= float(row["test_auc"]) <= 1
         assert row["status"] == "completed" and int(row["steps"]) > 0
@@ -57,4 +61,6 @@ def test_demo_smoke(tmp_path):
     best = max((t for t in journal if math.isfinite(t["score"])), key=lambda t: t["score"])
     assert index["exports"][0]["key"] == best["key"]
     assert best["key"] in rows[0]["model"]
-    assert "Production training: searched vs baselines" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "Production training: searched vs baselines" in report and "seeds 0, 1)" in report
+    assert "| vs dlrm (paired p) |" in report

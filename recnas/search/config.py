@@ -266,7 +266,11 @@ class FinalConfig(TrainRecipe):
         baselines: baselines trained beside them (``dlrm``, the space's presets ``deepfm`` and
             ``dcnv2``, the library presets ``deepfm_lib`` and ``dcn_lib``: ``recnas.export.names``).
         init: ``scratch`` (fresh weights) or ``inherited`` (the supernet's, as exported).
-        seed: model init and shuffle seed.
+        seed: model init and shuffle seed (one run per model).
+        seeds: several seeds instead (one run per model and seed, ``RUN_DIR/final/<model>-seed<S>/``;
+            the report gives each model's mean and spread over them and its paired difference from
+            the first baseline). Differences between these models are often within seed noise, so
+            several seeds are how a search's payoff is judged; empty = ``seed`` alone.
     """
 
     section: ClassVar[str] = "final"
@@ -276,6 +280,7 @@ class FinalConfig(TrainRecipe):
     baselines: tuple[str, ...] = ("dlrm",)
     init: str = "scratch"
     seed: int = 0
+    seeds: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -285,11 +290,20 @@ class FinalConfig(TrainRecipe):
             raise ValueError(f"final.max_steps: production training trains whole epochs (set final.epochs), got {self.max_steps}")
         if self.init not in ("scratch", "inherited"):
             raise ValueError(f"final.init: expected 'scratch' or 'inherited', got {self.init!r}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"final.seeds: seeds must be distinct, got {list(self.seeds)}")
+        if self.seeds and self.seed != 0 and self.seed not in self.seeds:
+            raise ValueError(f"final: give final.seed (one seed) or final.seeds (several), not both "
+                             f"(seed {self.seed}, seeds {list(self.seeds)})")
         from recnas.export.names import BASELINES
 
         bad = [b for b in self.baselines if b not in BASELINES]
         if bad:
             raise ValueError(f"final.baselines: unknown {bad}; known: {sorted(BASELINES)}")
+
+    def resolved_seeds(self) -> tuple[int, ...]:
+        """The seeds each model trains with: ``seeds``, or ``(seed,)``."""
+        return tuple(self.seeds) or (self.seed,)
 
 
 @dataclass(frozen=True)

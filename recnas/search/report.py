@@ -38,6 +38,15 @@ def architecture_size(fm: Any, spec_dict: dict[str, Any]) -> tuple[int, int, int
     return model.num_params(include_embeddings=False), model.num_params(), model.flops_per_example()
 
 
+def _count(x: Any) -> str:
+    """An integer with thousands separators, ``-`` when unknown (a diverged model's params)."""
+    return "-" if x is None else f"{x:,}"
+
+
+def _status(r: dict[str, Any]) -> str:
+    return "" if r.get("status") == "completed" else f" [{r.get('status')}]"
+
+
 def _fmt(x: Any, digits: int = 4) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "nan"
@@ -212,15 +221,52 @@ def write_report(run_dir: Path, cfg: PipelineConfig, fm: Any, trials: list[dict[
             f"{_fmt(rho, 3)} (few architectures: a rough check of the order, not a benchmark).",
             "",
         ]
-    if final:
+    if final and cfg.final.seeds:
+        from recnas.search.final import summarize_final
+
+        summary = summarize_final(final)
+        ref = summary[0]["reference"] if summary else ""
+
+        def pm(r: dict[str, Any], k: str, d: int) -> str:
+            sd = r[f"{k}_sd"]
+            return _fmt(r[f"{k}_mean"], d) + ("" if sd != sd else f" ± {_fmt(sd, d)}")
+
+        def vs(r: dict[str, Any]) -> str:
+            if r["diff"] != r["diff"]:
+                return ""
+            return f"{r['diff']:+.5f}" + ("" if r["p"] != r["p"] else f" (p {r['p']:.2f})")
+
+        def line(r: dict[str, Any]) -> str:
+            name = r["model"] + (f" ({r['diverged']} diverged)" if r["diverged"] else "")
+            if not r["seeds"]:
+                return f"| {name} | 0 | | | | | | - | - |"
+            return (f"| {name} | {r['seeds']} | {pm(r, 'test_logloss', 5)} | {pm(r, 'test_auc', 4)} | "
+                    f"{pm(r, 'val_logloss', 5)} | {pm(r, 'val_auc', 4)} | {vs(r)} | {_count(r['params'])} | {r['steps']} |")
+
+        lines += [
+            f"## Production training: searched vs baselines ({cfg.final.epochs} epoch(s), batch "
+            f"{cfg.final.batch_size}, init {cfg.final.init}, same trainer and data; seeds "
+            f"{', '.join(map(str, cfg.final.seeds))})",
+            "",
+            f"Mean ± sample sd over the seeds; `vs {ref}`: the mean paired difference of the test log loss "
+            "over the seeds both completed (negative = better than it) and the paired t-test's p. One row "
+            "per run: `final.csv`.",
+            "",
+            f"| model | seeds | test logloss | test AUC | val logloss | val AUC | vs {ref} (paired p) | params | steps |",
+            "|---|---|---|---|---|---|---|---|---|",
+            *(line(r) for r in summary),
+            "",
+        ]
+    elif final:
         lines += [
             f"## Production training: searched vs baselines ({cfg.final.epochs} epoch(s), batch "
             f"{cfg.final.batch_size}, init {cfg.final.init}, same trainer and data)",
             "",
             "| model | test logloss | test AUC | val logloss | val AUC | params | FLOPs/example | steps |",
             "|---|---|---|---|---|---|---|---|",
-            *(f"| {r['model']} | {_fmt(r['test_logloss'], 5)} | {_fmt(r['test_auc'])} | {_fmt(r['val_logloss'], 5)} | "
-              f"{_fmt(r['val_auc'])} | {r['params']:,} | {r['flops_per_example']:,} | {r['steps']} |"
+            *(f"| {r['model']}{_status(r)} | {_fmt(r['test_logloss'], 5)} | {_fmt(r['test_auc'])} | "
+              f"{_fmt(r['val_logloss'], 5)} | {_fmt(r['val_auc'])} | {_count(r['params'])} | "
+              f"{_count(r['flops_per_example'])} | {r['steps']} |"
               for r in final),
             "",
         ]
