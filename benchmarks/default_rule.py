@@ -42,10 +42,6 @@ def _key(label: str) -> str:
     return label.split(" | ")[0].replace("_", " ").strip()
 
 
-def _context(row: pd.Series) -> str:
-    return "inherit" if row["init"] == "inherit" else str(row["init"])
-
-
 def _read(folder: Path, fraction: float) -> pd.DataFrame:
     frames = []
     for sub in ("", "variants", "oneshot_finetune"):
@@ -63,7 +59,7 @@ def _read(folder: Path, fraction: float) -> pd.DataFrame:
         df["source"] = sub or "main"
         frames.append(df)
     out = pd.concat(frames, ignore_index=True)
-    out["entry"] = [f"{_key(lab)} | {_context(r)}" for lab, (_, r) in zip(out["label"], out.iterrows())]
+    out["entry"] = [f"{_key(lab)} | {init}" for lab, init in zip(out["label"], out["init"].astype(str))]
     # the same entry may appear in the main and the variants comparison (same scores, same truth): first wins
     return out.drop_duplicates("entry", keep="first").set_index("entry")
 

@@ -394,14 +394,9 @@ def judge(sets: list[ScoreSet], truth_logloss: np.ndarray, cfg: BenchConfig,
 
 def _sweep_split(predictors: Mapping[str, Any], specs: Sequence[ArchSpec], truth: np.ndarray, seeds: int,
                  others: Sequence[ScoreSet], tr: np.ndarray, te: np.ndarray, base: dict[str, Any], top_frac: float,
-                 space: SearchSpace | None, threads: int | None = None) -> list[dict[str, Any]]:
+                 space: SearchSpace | None) -> list[dict[str, Any]]:
     """One split of :func:`predictor_sweep`: every predictor fitted on ``tr`` and judged on ``te``,
-    then every other score set on ``te``; the rows in that order. ``threads``: torch threads to set
-    first (a worker process starts with torch's default)."""
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
+    then every other score set on ``te``; the rows in that order."""
     n = len(truth)
     nan = float("nan")
     rows: list[dict[str, Any]] = []
@@ -470,30 +465,16 @@ def predictor_sweep(predictors: Mapping[str, Any], specs: Sequence[ArchSpec], tr
         if not getattr(est, "needs_fit", False):
             raise ValueError(f"{label!r} is not a predictor (needs_fit is False); judge it on all architectures")
     truth = -ll.mean(axis=1)
-    workers = getattr(section, "workers", 1)
-    threads = None
-    if workers > 1:
-        import torch
+    from recnas.bench.parallel import first_here_rest_in_workers
 
-        threads = torch.get_num_threads()
+    workers = getattr(section, "workers", 1)
     rows: list[dict[str, Any]] = []
     for frac, n_train in zip(section.train_fractions, section.train_sizes(n)):
         t_frac = time.perf_counter()
-        jobs = [(np.asarray(tr), np.asarray(te), {"train_fraction": frac, "split": j, "n_train": len(tr), "n_test": len(te)})
+        jobs = [(predictors, specs, truth, seeds, others, np.asarray(tr), np.asarray(te),
+                 {"train_fraction": frac, "split": j, "n_train": len(tr), "n_test": len(te)}, top_frac, space)
                 for j, (tr, te) in enumerate(stats.train_test_splits(n, n_train, section.splits, section.seed))]
-        if workers > 1 and len(jobs) > 1:
-            from joblib import Parallel, delayed
-
-            # the first split here, so that what a predictor makes once and caches on first use
-            # (EmProx's autoencoder) is made once, not by every worker at the same time
-            done = [_sweep_split(predictors, specs, truth, seeds, others, *jobs[0], top_frac, space)]
-            done += Parallel(n_jobs=min(workers, len(jobs) - 1), backend="loky")(
-                delayed(_sweep_split)(predictors, specs, truth, seeds, others, tr, te, base, top_frac, space, threads)
-                for tr, te, base in jobs[1:])
-        else:
-            done = [_sweep_split(predictors, specs, truth, seeds, others, tr, te, base, top_frac, space)
-                    for tr, te, base in jobs]
-        for r in done:
+        for r in first_here_rest_in_workers(_sweep_split, jobs, workers):
             rows.extend(r)
         if progress:
             print(f"  predictors sweep: {100 * frac:g}% = {n_train} training architectures x {section.splits} splits "

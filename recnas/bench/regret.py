@@ -67,6 +67,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recnas.bench.parallel import first_here_rest_in_workers
 from recnas.space import ArchSpec, SearchSpace
 
 __all__ = ["Table", "RegretStrategy", "REGISTRY", "DEFAULT_STRATEGIES", "simulate", "run_regret", "regret_summary",
@@ -309,14 +310,6 @@ def regret_summary(rows: pd.DataFrame, qb: Sequence[int], sb: Sequence[float]) -
     return pd.DataFrame(out)
 
 
-def _simulate_in_worker(threads: int, *args: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """:func:`simulate` in a worker process, with the parent's torch thread count."""
-    import torch
-
-    torch.set_num_threads(threads)
-    return simulate(*args)
-
-
 def run_regret(table: Table, strategies: Sequence[str] = DEFAULT_STRATEGIES, repeats: int = 10, seed: int = 0,
                budget: int | None = None, proxy_budget: int | None = None, max_proposals: int | None = None,
                registry: Mapping[str, RegretStrategy] | None = None, progress: bool = False, neighbours: int = 5,
@@ -346,18 +339,8 @@ def run_regret(table: Table, strategies: Sequence[str] = DEFAULT_STRATEGIES, rep
             raise ValueError(f"regret: strategy {name!r} searches on proxy {rs.proxy!r}, which the table lacks "
                              f"(it has {sorted(table.proxies)}); run `recnas bench compare` first")
         t0 = time.perf_counter()
-        args = (budget, proxy_budget, max_proposals, neighbours)
-        done = [simulate(table, rs, seed, *args)]
-        if workers > 1 and repeats > 1:
-            import torch
-            from joblib import Parallel, delayed
-
-            threads = torch.get_num_threads()
-            done += Parallel(n_jobs=min(workers, repeats - 1), backend="loky")(
-                delayed(_simulate_in_worker)(threads, table, rs, seed + r, *args) for r in range(1, repeats))
-        else:
-            done += [simulate(table, rs, seed + r, *args) for r in range(1, repeats)]
-        for r, (rr, run) in enumerate(done):
+        jobs = [(table, rs, seed + r, budget, proxy_budget, max_proposals, neighbours) for r in range(repeats)]
+        for r, (rr, run) in enumerate(first_here_rest_in_workers(simulate, jobs, workers)):
             rows += [{**x, "repeat": r} for x in rr]
             runs.append({**run, "repeat": r})
         if progress:

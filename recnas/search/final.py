@@ -19,7 +19,8 @@ from typing import Any
 from recnas.faults import fault_point
 from recnas.search.config import FinalConfig
 
-__all__ = ["train_final", "summarize_final", "format_final", "FINAL_FILE"]
+__all__ = ["train_final", "summarize_final", "format_final", "status_suffix", "count_str", "mean_sd_str",
+           "paired_str", "FINAL_FILE"]
 
 FINAL_FILE = "final.csv"
 _FIELDS = ("model", "kind", "seed", "status", "epochs", "steps", "val_logloss", "val_auc", "test_logloss", "test_auc",
@@ -127,20 +128,16 @@ def summarize_final(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     import numpy as np
     from scipy import stats
 
-    order: list[str] = []
-    by: dict[str, list[dict[str, Any]]] = {}
+    by: dict[str, list[dict[str, Any]]] = {}  # models in their order
     for r in rows:
-        if r["model"] not in by:
-            order.append(r["model"])
-            by[r["model"]] = []
-        by[r["model"]].append(r)
-    ref = next((m for m in order if by[m][0]["kind"] == "baseline"), None)
+        by.setdefault(r["model"], []).append(r)
+    ref = next((m for m, runs in by.items() if runs[0]["kind"] == "baseline"), None)
 
     def ok(r: dict[str, Any]) -> bool:
         return r["status"] != "diverged" and r["test_logloss"] == r["test_logloss"]
 
     out = []
-    for m in order:
+    for m in by:
         done = [r for r in by[m] if ok(r)]
         row: dict[str, Any] = {"model": m, "kind": by[m][0]["kind"], "seeds": len(done),
                                "diverged": len(by[m]) - len(done)}
@@ -163,6 +160,30 @@ def summarize_final(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def status_suffix(r: dict[str, Any]) -> str:
+    """`` [diverged]`` and the like after a model's name; nothing for a completed run."""
+    return "" if r.get("status") == "completed" else f" [{r.get('status')}]"
+
+
+def count_str(x: Any) -> str:
+    """An integer with thousands separators, ``-`` when unknown (a diverged model's params)."""
+    return "-" if x is None else f"{x:,}"
+
+
+def mean_sd_str(r: dict[str, Any], metric: str, digits: int) -> str:
+    """A :func:`summarize_final` row's ``metric`` as ``mean ± sd`` (the mean alone with one seed)."""
+    sd = r[f"{metric}_sd"]
+    return f"{r[f'{metric}_mean']:.{digits}f}" + ("" if sd != sd else f" ± {sd:.{digits}f}")
+
+
+def paired_str(r: dict[str, Any]) -> str:
+    """A :func:`summarize_final` row's paired difference from the reference, with the t-test's p
+    where there is one; empty for the reference itself or without a common seed."""
+    if r["diff"] != r["diff"]:
+        return ""
+    return f"{r['diff']:+.5f}" + ("" if r["p"] != r["p"] else f" (p {r['p']:.2f})")
+
+
 def format_final(rows: list[dict[str, Any]]) -> str:
     """A plain-text comparison table (the demo prints it): one line per run, or with several seeds
     one line per model with mean ± sd over the seeds and the paired difference from the first baseline."""
@@ -170,23 +191,17 @@ def format_final(rows: list[dict[str, Any]]) -> str:
         summary = summarize_final(rows)
         ref = summary[0]["reference"] if summary else ""
         head = ("model", "seeds", "test logloss", "test AUC", "val logloss", f"vs {ref} (paired p)", "params")
-
-        def pm(r: dict[str, Any], k: str, d: int) -> str:
-            sd = r[f"{k}_sd"]
-            return f"{r[f'{k}_mean']:.{d}f}" + ("" if sd != sd else f" ± {sd:.{d}f}")
-
         body = [
             (r["model"] + (f" [{r['diverged']} diverged]" if r["diverged"] else ""), str(r["seeds"]),
-             pm(r, "test_logloss", 5), pm(r, "test_auc", 4), pm(r, "val_logloss", 5),
-             "-" if r["diff"] != r["diff"] else f"{r['diff']:+.5f}" + ("" if r["p"] != r["p"] else f" (p {r['p']:.2f})"),
-             f"{r['params']:,}" if r["params"] is not None else "-")
+             mean_sd_str(r, "test_logloss", 5), mean_sd_str(r, "test_auc", 4), mean_sd_str(r, "val_logloss", 5),
+             paired_str(r) or "-", count_str(r["params"]))
             for r in summary
         ]
     else:
         head = ("model", "test logloss", "test AUC", "val logloss", "val AUC", "params", "steps")
         body = [
-            (r["model"] + ("" if r["status"] == "completed" else f" [{r['status']}]"), f"{r['test_logloss']:.5f}", f"{r['test_auc']:.4f}", f"{r['val_logloss']:.5f}",
-             f"{r['val_auc']:.4f}", f"{r['params']:,}" if r["params"] is not None else "-", str(r["steps"]))
+            (r["model"] + status_suffix(r), f"{r['test_logloss']:.5f}", f"{r['test_auc']:.4f}", f"{r['val_logloss']:.5f}",
+             f"{r['val_auc']:.4f}", count_str(r["params"]), str(r["steps"]))
             for r in rows
         ]
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]

@@ -38,15 +38,6 @@ def architecture_size(fm: Any, spec_dict: dict[str, Any]) -> tuple[int, int, int
     return model.num_params(include_embeddings=False), model.num_params(), model.flops_per_example()
 
 
-def _count(x: Any) -> str:
-    """An integer with thousands separators, ``-`` when unknown (a diverged model's params)."""
-    return "-" if x is None else f"{x:,}"
-
-
-def _status(r: dict[str, Any]) -> str:
-    return "" if r.get("status") == "completed" else f" [{r.get('status')}]"
-
-
 def _fmt(x: Any, digits: int = 4) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "nan"
@@ -221,27 +212,19 @@ def write_report(run_dir: Path, cfg: PipelineConfig, fm: Any, trials: list[dict[
             f"{_fmt(rho, 3)} (few architectures: a rough check of the order, not a benchmark).",
             "",
         ]
-    if final and cfg.final.seeds:
-        from recnas.search.final import summarize_final
+    from recnas.search.final import count_str, mean_sd_str, paired_str, status_suffix, summarize_final
 
+    if final and cfg.final.seeds:
         summary = summarize_final(final)
         ref = summary[0]["reference"] if summary else ""
-
-        def pm(r: dict[str, Any], k: str, d: int) -> str:
-            sd = r[f"{k}_sd"]
-            return _fmt(r[f"{k}_mean"], d) + ("" if sd != sd else f" ± {_fmt(sd, d)}")
-
-        def vs(r: dict[str, Any]) -> str:
-            if r["diff"] != r["diff"]:
-                return ""
-            return f"{r['diff']:+.5f}" + ("" if r["p"] != r["p"] else f" (p {r['p']:.2f})")
 
         def line(r: dict[str, Any]) -> str:
             name = r["model"] + (f" ({r['diverged']} diverged)" if r["diverged"] else "")
             if not r["seeds"]:
                 return f"| {name} | 0 | | | | | | - | - |"
-            return (f"| {name} | {r['seeds']} | {pm(r, 'test_logloss', 5)} | {pm(r, 'test_auc', 4)} | "
-                    f"{pm(r, 'val_logloss', 5)} | {pm(r, 'val_auc', 4)} | {vs(r)} | {_count(r['params'])} | {r['steps']} |")
+            return (f"| {name} | {r['seeds']} | {mean_sd_str(r, 'test_logloss', 5)} | {mean_sd_str(r, 'test_auc', 4)} | "
+                    f"{mean_sd_str(r, 'val_logloss', 5)} | {mean_sd_str(r, 'val_auc', 4)} | {paired_str(r)} | "
+                    f"{count_str(r['params'])} | {r['steps']} |")
 
         lines += [
             f"## Production training: searched vs baselines ({cfg.final.epochs} epoch(s), batch "
@@ -264,9 +247,9 @@ def write_report(run_dir: Path, cfg: PipelineConfig, fm: Any, trials: list[dict[
             "",
             "| model | test logloss | test AUC | val logloss | val AUC | params | FLOPs/example | steps |",
             "|---|---|---|---|---|---|---|---|",
-            *(f"| {r['model']}{_status(r)} | {_fmt(r['test_logloss'], 5)} | {_fmt(r['test_auc'])} | "
-              f"{_fmt(r['val_logloss'], 5)} | {_fmt(r['val_auc'])} | {_count(r['params'])} | "
-              f"{_count(r['flops_per_example'])} | {r['steps']} |"
+            *(f"| {r['model']}{status_suffix(r)} | {_fmt(r['test_logloss'], 5)} | {_fmt(r['test_auc'])} | "
+              f"{_fmt(r['val_logloss'], 5)} | {_fmt(r['val_auc'])} | {count_str(r['params'])} | "
+              f"{count_str(r['flops_per_example'])} | {r['steps']} |"
               for r in final),
             "",
         ]
