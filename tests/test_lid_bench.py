@@ -147,23 +147,25 @@ def test_compare_scores_the_split_as_rows_of_its_own_cached_and_absent_without_s
     assert "Split supernet" not in text and not (plain / SPLIT_FACTS_FILE).exists()
 
 
-@pytest.mark.parametrize("bench", ["bench_synth", "bench_criteo_real"])
-def test_lid_pipeline_is_its_benchmarks_settings_with_a_split(bench: str) -> None:
-    """``pipelines/<bench>_lid.yaml`` reads the committed ground truth of ``reports/<bench>`` (same
-    build signature), warms up, scores and judges as the benchmark does, and asks for one split."""
+@pytest.mark.parametrize(("bench", "truth", "warmup"), [("bench_synth", "", 0.1), ("bench_criteo_real", "", 0.1),
+                                                     ("bench_ctr", "build", 0.2)])
+def test_lid_pipeline_is_its_benchmarks_settings_with_a_split(bench: str, truth: str, warmup: float) -> None:
+    """``pipelines/<bench>_lid.yaml`` reads the committed ground truth of ``reports/<bench>/<truth>`` (same
+    build signature), warms up, scores and judges as the benchmark does at one of its warm-ups, and asks
+    for one split."""
     from recnas.bench.compare import read_built
     from recnas.config import to_dict
 
     root = Path(__file__).resolve().parents[1]
     lid = load_bench(root / "pipelines" / f"{bench}_lid.yaml")
     base = load_bench(root / "pipelines" / f"{bench}.yaml")
-    table = read_built(lid, root / "reports" / bench, f"{bench}_lid.yaml")  # raises on another signature
+    table = read_built(lid, root / "reports" / bench / truth, f"{bench}_lid.yaml")  # raises on another signature
     assert len(table) == lid.num_archs * len(lid.train.seeds)
     for section in ("data", "train", "scoring", "stats"):
         assert to_dict(getattr(lid, section)) == to_dict(getattr(base, section)), section
     assert (lid.space, lid.num_archs, lid.sample_seed) == (base.space, base.num_archs, base.sample_seed)
     w, wb = to_dict(lid.warmup), to_dict(base.warmup)
-    assert w.pop("fractions") == [0.1] and 0.1 in wb.pop("fractions") and w == wb
+    assert w.pop("fractions") == [warmup] and warmup in wb.pop("fractions") and w == wb
     assert (lid.split.method, lid.split.levels) == ("lid", 1)
     assert [(e.name, e.resolved_inits()) for e in lid.estimators] == [("oneshot", ("inherit",)), ("sigeo", ("inherit",))]
     sigeo = {e.display: e.params for e in base.estimators}["sigeo"]
