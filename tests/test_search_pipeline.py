@@ -118,7 +118,9 @@ def test_pipeline_bad_values_name_their_key(tmp_path):
     with pytest.raises(ConfigError, match=r"unknown estimator 'sigoe'; known estimators are \[.*'sigeo'"):
         load_pipeline(p, ["estimator.name=sigoe"])
     with pytest.raises(ConfigError, match=r"estimator 'sigeo': unknown parameters \['wieghts'\]"):
-        load_pipeline(p, ["estimator.params={wieghts: paper}"])
+        load_pipeline(p, ["estimator.name=sigeo", "estimator.params={wieghts: paper}"])
+    with pytest.raises(ConfigError, match=r"zico reduce: expected one of \['sum', 'mean', 'per_layer'\], got 'avg'"):
+        load_pipeline(p, ["estimator.params={reduce: avg}"])  # the default estimator's parameters are checked too
     with pytest.raises(ConfigError, match=r"data: give exactly one of 'raw'"):
         load_pipeline(p, ["data.synth_rows=0"])
 
@@ -128,8 +130,27 @@ def test_pipeline_defaults_are_nasrecs_full_run(tmp_path):
     s = cfg.search.make(SearchSpace.load(cfg.space))
     assert (s.name, s.population, s.sample, s.children, cfg.search.budget) == ("evolution", 128, 64, 8, 2048)
     assert cfg.search.batch == 0 and s.default_batch == 8
-    assert cfg.estimator.name == "sigeo" and cfg.estimator.init == "inherit"
+    assert (cfg.estimator.name, cfg.estimator.params, cfg.estimator.init) == ("zico", {"reduce": "mean"}, "fresh")
     assert isinstance(cfg, PipelineConfig)
+
+
+def test_the_default_estimator_comes_whole_and_a_named_one_keeps_its_own_defaults(tmp_path):
+    """The default (issue 18's rule: ZiCo, per-tensor mean, fresh weights) applies as a unit when the
+    section names no estimator; naming one gives that estimator's own parameters and inherited
+    weights, never the default's ``reduce: mean`` (which SiGeo also accepts and would silently change)."""
+    from recnas.search.config import DEFAULT_ESTIMATOR
+
+    p = _write(tmp_path / "p.yaml", {"estimator": {"batches": 2}})
+    e = load_pipeline(p).estimator
+    assert (e.name, e.params, e.init, e.batches) == (DEFAULT_ESTIMATOR["name"], {"reduce": "mean"}, "fresh", 2)
+    e = load_pipeline(p, ["estimator.name=sigeo"]).estimator
+    assert (e.name, e.params, e.init) == ("sigeo", {}, "inherit")
+    e = load_pipeline(p, ["estimator.name=zico"]).estimator
+    assert (e.name, e.params, e.init) == ("zico", {}, "inherit")
+    e = load_pipeline(p, ["estimator.params={reduce: sum}"]).estimator
+    assert (e.name, e.params, e.init) == ("zico", {"reduce": "sum"}, "fresh")
+    e.params["reduce"] = "per_layer"  # the default's parameters are a copy per section
+    assert DEFAULT_ESTIMATOR["params"] == {"reduce": "mean"} and load_pipeline(p).estimator.params == {"reduce": "mean"}
 
 
 def test_cli_reports_a_bad_pipeline_in_one_line(tmp_path):

@@ -149,7 +149,7 @@ def test_search_and_bench_warm_up_and_batch_through_this_module(data, tmp_path: 
         monkeypatch.setattr(context, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
 
     sn = SupernetConfig(fraction=0.5, batch_size=32, lr=0.05, table_lr=0.05, seed=2, checkpoint_every=0)
-    cfg = PipelineConfig(supernet=sn, estimator=EstimatorConfig(batches=2, batch_size=32), output=str(tmp_path / "run"))
+    cfg = PipelineConfig(supernet=sn, estimator=EstimatorConfig(name="sigeo", init="inherit", batches=2, batch_size=32), output=str(tmp_path / "run"))
     (tmp_path / "run").mkdir()
     runner._warm_up(cfg, tmp_path / "run", d, SPACE, fm, init_distributed(), progress=False)
     ctx = runner._scoring_context(cfg, tmp_path / "run", d, fm)

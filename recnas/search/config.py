@@ -92,15 +92,27 @@ class SupernetConfig:
             raise ValueError(f"supernet.max_loss must be positive, got {self.max_loss}")
 
 
+#: The search's default estimator, chosen by issue 18's pre-registered rule over the three estimator
+#: benchmarks (``reports/bench_ctr/default_rule/standings.md``): ZiCo with the per-tensor mean on
+#: fresh weights. An ``estimator:`` section that names no estimator gets all three of these.
+DEFAULT_ESTIMATOR: dict[str, Any] = {"name": "zico", "params": {"reduce": "mean"}, "init": "fresh"}
+
+
 @dataclass(frozen=True)
 class EstimatorConfig:
     """The ``estimator:`` section: how each candidate is scored (higher = predicted better).
 
     Attributes:
-        name: a registered estimator (``recnas.estimators.ESTIMATORS``); SiGeo by default.
-        params: the estimator's keyword parameters (e.g. ``{weights: public_criteo}``).
+        name: a registered estimator (``recnas.estimators.ESTIMATORS``). Left out, the section is
+            :data:`DEFAULT_ESTIMATOR` whole: ``zico`` with ``params: {reduce: mean}`` on ``init:
+            fresh`` (what ranked best at SiGeo's cost on the estimator benchmarks). SiGeo, the paper's
+            sub-one-shot method, is ``name: sigeo, params: {weights: public_criteo}, init: inherit``.
+        params: the estimator's keyword parameters (e.g. ``{weights: public_criteo}``); left out,
+            ``{}`` (the estimator's own defaults) for a named estimator, the default's for none.
         init: ``inherit`` (weights from the warmed-up supernet: sub-one-shot) or ``fresh``
-            (seeded fresh weights: zero-shot; the warm-up still runs unless ``supernet.reuse``).
+            (seeded fresh weights: zero-shot; the warm-up still runs unless ``supernet.reuse``, as
+            the export takes its weights from the supernet). Left out: ``inherit`` for a named
+            estimator, ``fresh`` for the default.
         batches, batch_size: the scoring minibatches (the first ``batches x batch_size`` rows of
             the training split; the same on every rank).
         val_batches: validation minibatches (for the one-shot estimator; 0 = none).
@@ -113,9 +125,9 @@ class EstimatorConfig:
             run's identity.
     """
 
-    name: str = "sigeo"
-    params: dict[str, Any] = field(default_factory=dict)
-    init: str = "inherit"
+    name: str | None = None
+    params: dict[str, Any] | None = None
+    init: str | None = None
     batches: int = 4
     batch_size: int = 512
     val_batches: int = 0
@@ -123,6 +135,13 @@ class EstimatorConfig:
     sharded: str | bool = "auto"
 
     def __post_init__(self) -> None:
+        named = self.name is not None
+        if not named:
+            object.__setattr__(self, "name", DEFAULT_ESTIMATOR["name"])
+        if self.params is None:
+            object.__setattr__(self, "params", {} if named else dict(DEFAULT_ESTIMATOR["params"]))
+        if self.init is None:
+            object.__setattr__(self, "init", "inherit" if named else DEFAULT_ESTIMATOR["init"])
         if self.init not in ("inherit", "fresh"):
             raise ValueError(f"estimator.init: expected 'inherit' or 'fresh', got {self.init!r}")
         from recnas.study.sharded import check_sharded
