@@ -362,3 +362,54 @@ def test_export_on_a_full_disk_leaves_whole_exports_only(run_dir, exported, tmp_
     assert sorted(p.name for p in out.iterdir()) == [exported[0].name, "index.json"]  # no partial folders
     assert {p.name: p.read_bytes() for p in (out / exported[0].name).iterdir()} == before
     load_export(out / exported[0].name)
+
+
+def _dead_field_twin(spec):
+    """``spec`` with one choice that :func:`liveness` finds unread changed (None if every part is live)."""
+    from dataclasses import replace
+
+    from recnas.models.layout import liveness
+
+    live, _ = liveness(spec)
+    for i, (b, lv) in enumerate(zip(spec.blocks, live)):
+        if not lv.sparse_op:  # the block's sparse output is unread: so is its interact switch
+            nb = replace(b, sparse_dim=4 if b.sparse_dim == 8 else 8, dense_sparse_interact=not b.dense_sparse_interact)
+        elif not lv.dense_op:
+            nb = replace(b, dense_dim=8 if b.dense_dim == 16 else 16)
+        else:
+            continue
+        return replace(spec, blocks=spec.blocks[:i] + (nb,) + spec.blocks[i + 1:])
+    return None
+
+
+def test_export_skips_a_spec_that_builds_the_same_model_as_a_better_one(run_dir, tmp_path, capsys):
+    """Two specs differing only in an unread choice are one model: the export takes the next distinct
+    one instead, lists the twin in index.json, and the CLI says so."""
+    from recnas.cli import main
+    from recnas.models.layout import functional_key
+
+    space = SearchSpace.load("tiny")
+    rng = np.random.default_rng(3)
+    while (twin := _dead_field_twin(a := space.sample(rng))) is None:
+        pass
+    b = space.sample(rng)
+    assert twin.key() != a.key() and functional_key(twin) == functional_key(a) != functional_key(b)
+    net = load_supernet(run_dir)
+    sa, st = net.extract(a).state_dict(), net.extract(twin).state_dict()
+    assert sa.keys() == st.keys() and all(torch.equal(sa[k], st[k]) for k in sa)  # the same model
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    with open(run / "journal.jsonl", "w") as f:
+        f.write(json.dumps({"type": "header", "version": 1, "config": {"space": "tiny"}}) + "\n")
+        for i, (spec, score) in enumerate([(a, 0.9), (twin, 0.8), (b, 0.5)]):
+            f.write(json.dumps({"type": "trial", "index": i, "key": spec.key(), "spec": spec.to_dict(), "score": score}) + "\n")
+    paths = export_run(run, 2, tmp_path / "out")
+    assert [p.name for p in paths] == [f"01-{a.key()}", f"02-{b.key()}"]
+    index = json.loads((tmp_path / "out" / "index.json").read_text())
+    assert index["twins_skipped"] == [{"key": twin.key(), "trial_index": 1, "score": 0.8, "twin_of": a.key()}]
+    capsys.readouterr()
+    assert main(["export", str(run), "--top", "3", "--out", str(tmp_path / "out3")]) == 0
+    out = capsys.readouterr().out
+    assert f"skipped {twin.key()} (score 0.8): the same model as {a.key()}" in out
+    assert "(the run has only 2 distinct scored model(s))" in out

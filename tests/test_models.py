@@ -308,3 +308,36 @@ def test_meta_built_model_shards_with_distributed_model_parallel():
         assert dense and all(p.grad is not None and torch.isfinite(p.grad).all() for p in dense)
     finally:
         dist.destroy_process_group()
+
+
+def test_functional_key_leaves_out_exactly_the_choices_that_are_not_built():
+    """Changing a dead op's type, width or inputs, or an unread switch, keeps the functional key and
+    builds the same model (same parameters, same output under the same seed); a live change does not."""
+    from dataclasses import replace
+
+    from recnas.models.layout import functional_key
+
+    fm = small_fm()
+    b0 = BlockSpec("fc", "attention", dense_dim=8, sparse_dim=4, dense_in=(0,), sparse_in=(0,), deep_fm=False)
+    b1 = BlockSpec("dot", "efc", dense_dim=8, sparse_dim=3, dense_in=(1,), sparse_in=(0,), deep_fm=True)
+    b2 = BlockSpec("fc", "efc", dense_dim=8, sparse_dim=3, dense_in=(1,), sparse_in=(2,))
+    spec = ArchSpec(embedding_dim=8, blocks=(b0, b1, b2))  # block 0's sparse op, block 1's dense op and deep_fm are dead
+    twin = ArchSpec(embedding_dim=8, blocks=(
+        replace(b0, sparse_op="efc", sparse_dim=2),
+        replace(b1, dense_op="fc", dense_dim=16, dense_in=(0, 1), deep_fm=False),
+        b2,
+    ))
+    assert twin.key() != spec.key() and functional_key(twin) == functional_key(spec)
+    batch = random_batch(fm, 8)
+    outs = []
+    for s in (spec, twin):
+        torch.manual_seed(0)
+        model = CTRModel(fm, s)
+        outs.append((model.state_dict(), model(batch.dense_features, batch.sparse_features)))
+    (sd_a, y_a), (sd_b, y_b) = outs
+    assert sd_a.keys() == sd_b.keys() and all(torch.equal(sd_a[k], sd_b[k]) for k in sd_a)
+    torch.testing.assert_close(y_a, y_b, rtol=0, atol=0)
+    for live_change in (replace(b2, dense_dim=16), replace(b2, sparse_in=(1, 2)), replace(b2, deep_fm=True)):
+        other = ArchSpec(embedding_dim=8, blocks=(b0, b1, live_change))
+        assert functional_key(other) != functional_key(spec)
+    assert functional_key(ArchSpec(embedding_dim=16, blocks=(b0, b1, b2))) != functional_key(spec)

@@ -33,12 +33,16 @@ def run_export(args: argparse.Namespace) -> int:
 
     out = args.out if args.out is not None else args.run_dir / "export"
     paths = export_run(args.run_dir, args.top, out, force=args.force)
-    index = json.loads((out / "index.json").read_text())["exports"]
+    written = json.loads((out / "index.json").read_text())
+    index = written["exports"]
     print(f"{'rank':>4}  {'key':<16}  {'score':>12}  {'retrain test logloss':>20}  {'params':>12}  {'MFLOPs/ex':>9}  folder")
     for e in index:
         rt = e["retrain"]["test_logloss"] if e["retrain"] else None
         print(f"{e['rank']:>4}  {e['key']:<16}  {e['score']:>12.6g}  {('-' if rt is None else f'{rt:.5f}'):>20}  "
               f"{e['num_params']:>12,}  {e['flops_per_example'] / 1e6:>9.3f}  {out / e['folder']}")
+    for t in written.get("twins_skipped", []):
+        print(f"skipped {t['key']} (score {t['score']:.6g}): the same model as {t['twin_of']} "
+              "(its spec differs only in choices that do not reach the output)")
     if len(paths) < args.top:
-        print(f"(the run has only {len(paths)} distinct scored architecture(s))")
+        print(f"(the run has only {len(paths)} distinct scored model(s))")
     return 0

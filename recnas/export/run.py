@@ -194,6 +194,10 @@ def _remove_stale_temporaries(out_dir: Path) -> None:
 def export_run(run_dir: Path, top: int, out_dir: Path, force: bool = False) -> list[Path]:
     """Exports the ``top`` best distinct architectures of a search run with their inherited weights.
 
+    Distinct as models: a candidate whose spec differs from a better-ranked one only in choices that
+    do not reach the logit (the same :func:`~recnas.models.layout.functional_key`: it would build the
+    same model) is skipped and listed in ``index.json``'s ``twins_skipped`` with the key it twins.
+
     Each is extracted from the run's warmed-up supernet (``Supernet.extract``) and written by
     :func:`~recnas.export.artifact.export_model` to ``out_dir/<rank:02d>-<key>/``; the manifest's
     ``meta`` records the source run, rank, trial index, score and retrained metrics. Writes
@@ -224,14 +228,24 @@ def export_run(run_dir: Path, top: int, out_dir: Path, force: bool = False) -> l
         "data": data,
         "candidates": len(ranked),
     }
-    specs = []
-    for t in ranked[:top]:
+    from recnas.models.layout import functional_key
+
+    chosen, specs, twins, seen = [], [], [], {}
+    for t in ranked:
+        if len(chosen) == top:
+            break
         try:
             spec = ArchSpec.from_dict(t["spec"])
         except SpecError as e:
             raise ValueError(f"{run_dir / JOURNAL_FILE}: trial {t['index']}: bad spec: {e}") from None
         if spec.key() != t["key"]:
             raise ValueError(f"{run_dir / JOURNAL_FILE}: trial {t['index']}: key {t['key']} does not match its spec ({spec.key()})")
+        fkey = functional_key(spec)
+        if fkey in seen:  # differs from a better-ranked one only in choices that do not reach the logit
+            twins.append({"key": spec.key(), "trial_index": t["index"], "score": t["score"], "twin_of": seen[fkey]})
+            continue
+        seen[fkey] = spec.key()
+        chosen.append(t)
         specs.append(spec)
     sizes = [estimate_export_bytes(net, spec) for spec in specs]
     free = free_bytes(out_dir)
@@ -243,7 +257,7 @@ def export_run(run_dir: Path, top: int, out_dir: Path, force: bool = False) -> l
         )
     _remove_stale_temporaries(out_dir)
     paths, index = [], []
-    for rank, (t, spec) in enumerate(zip(ranked[:top], specs), start=1):
+    for rank, (t, spec) in enumerate(zip(chosen, specs), start=1):
         model = net.extract(spec)
         meta = {
             "source": source,
@@ -259,6 +273,6 @@ def export_run(run_dir: Path, top: int, out_dir: Path, force: bool = False) -> l
                       "trial_index": t["index"], "folder": path.name,
                       "num_params": model.num_params(), "flops_per_example": model.flops_per_example()})
     tmp = out_dir / (INDEX_FILE + ".tmp")
-    tmp.write_text(json.dumps({"source": source, "exports": index}, indent=2) + "\n")
+    tmp.write_text(json.dumps({"source": source, "exports": index, "twins_skipped": twins}, indent=2) + "\n")
     os.replace(tmp, out_dir / INDEX_FILE)
     return paths

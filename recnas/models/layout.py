@@ -58,6 +58,7 @@ __all__ = [
     "Live",
     "dot_fields",
     "liveness",
+    "functional_key",
     "check_spec",
     "compile_plan",
     "spec_layout",
@@ -190,6 +191,40 @@ def liveness(spec: ArchSpec) -> tuple[tuple[Live, ...], bool]:
                 need_t[j] = True
         out.append(Live(y0, t0, ny and b.deep_fm, nt and b.dense_sparse_interact, y0, reads_s))
     return tuple(reversed(out)), need_y[0]
+
+
+def functional_key(spec: ArchSpec) -> str:
+    """A 16-hex-digit hash of the parts of ``spec`` that reach the logit.
+
+    Two specs with the same functional key build the same model: :func:`liveness` decides what is
+    built, and the choices it finds unread -- a dead op's type, width and inputs, the norm of a block
+    with no live op -- are left out of the hash; a switch enters as on only where it is on and read. ``spec.key()`` tells specs
+    apart; this tells models apart (a search exports one model per functional key,
+    :func:`recnas.export.run.export_run`). Specs that differ in a live choice never share it.
+    """
+    import hashlib
+    import json
+
+    live, _ = liveness(spec)
+    blocks = []
+    for b, lv in zip(spec.blocks, live):
+        d = b.to_dict()
+        dead = []
+        if not lv.dense_op:
+            dead += ["dense_op", "dense_dim", "dense_in"]
+        if not lv.sparse_op:
+            dead += ["sparse_op", "sparse_dim"]
+        if not lv.reads_s:
+            dead.append("sparse_in")
+        if not (lv.dense_op or lv.sparse_op):
+            dead.append("norm")
+        for k in dead:
+            d.pop(k, None)
+        # a switch counts by its effect: on and read (an unread switch builds nothing)
+        d["deep_fm"], d["dense_sparse_interact"] = lv.deep_fm, lv.interact
+        blocks.append(d)
+    canon = json.dumps({"embedding_dim": spec.embedding_dim, "blocks": blocks}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()[:16]
 
 
 class BlockPlan:

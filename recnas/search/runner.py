@@ -574,7 +574,9 @@ def _export(cfg: PipelineConfig, run_dir: Path, say: Any) -> list[Path]:
         if same and len(done.get("exports", [])) >= cfg.export.top:
             return [run_dir / "export" / e["folder"] for e in done["exports"][: cfg.export.top]]
     out = export_run(run_dir, cfg.export.top, run_dir / "export")
-    say(f"exported {len(out)} architecture(s) -> {run_dir / 'export'}")
+    twins = json.loads((run_dir / "export" / "index.json").read_text()).get("twins_skipped", [])
+    skipped = f" (skipped {len(twins)} spec(s) building the same model as a better-ranked one)" if twins else ""
+    say(f"exported {len(out)} architecture(s){skipped} -> {run_dir / 'export'}")
     return [Path(p) for p in out]
 
 
