@@ -364,34 +364,17 @@ def test_export_on_a_full_disk_leaves_whole_exports_only(run_dir, exported, tmp_
     load_export(out / exported[0].name)
 
 
-def _dead_field_twin(spec):
-    """``spec`` with one choice that :func:`liveness` finds unread changed (None if every part is live)."""
-    from dataclasses import replace
-
-    from recnas.models.layout import liveness
-
-    live, _ = liveness(spec)
-    for i, (b, lv) in enumerate(zip(spec.blocks, live)):
-        if not lv.sparse_op:  # the block's sparse output is unread: so is its interact switch
-            nb = replace(b, sparse_dim=4 if b.sparse_dim == 8 else 8, dense_sparse_interact=not b.dense_sparse_interact)
-        elif not lv.dense_op:
-            nb = replace(b, dense_dim=8 if b.dense_dim == 16 else 16)
-        else:
-            continue
-        return replace(spec, blocks=spec.blocks[:i] + (nb,) + spec.blocks[i + 1:])
-    return None
-
-
 def test_export_skips_a_spec_that_builds_the_same_model_as_a_better_one(run_dir, tmp_path, capsys):
     """Two specs differing only in an unread choice are one model: the export takes the next distinct
     one instead, lists the twin in index.json, and the CLI says so."""
     from recnas.cli import main
     from recnas.models.layout import functional_key
 
+    from twins import with_twin  # tests/twins.py
+
     space = SearchSpace.load("tiny")
     rng = np.random.default_rng(3)
-    while (twin := _dead_field_twin(a := space.sample(rng))) is None:
-        pass
+    a, twin = with_twin(space, rng)
     b = space.sample(rng)
     assert twin.key() != a.key() and functional_key(twin) == functional_key(a) != functional_key(b)
     net = load_supernet(run_dir)

@@ -538,3 +538,67 @@ def test_torchrun_two_processes_match_one(workdir):
     one = run_search(load_pipeline(_write(workdir / "one.yaml", d1)), progress=False).trials
     assert [t["key"] for t in one] == [t["key"] for t in two]
     assert [t["score"] for t in one] == pytest.approx([t["score"] for t in two], rel=1e-9, abs=1e-9)
+
+
+def test_an_oracle_search_trains_each_model_once_answering_twins_from_the_store(workdir):
+    """A spec that differs from a measured one only in choices that do not reach the logit builds
+    the same model: the train-from-scratch oracle answers it from the store (across batches) or from
+    the batch's first occurrence, recording ``cached`` with ``values.twin_of``, and trains nothing;
+    an estimator study still scores such specs on their own. A strategy's oracle query of a twin
+    is answered the same way."""
+    import numpy as np
+
+    from recnas.models.layout import functional_key
+    from recnas.search.strategies import STRATEGIES, RandomSearch
+    from recnas.study import Study, TrialStore
+    from twins import with_twin  # tests/twins.py
+
+    space = SearchSpace.load("tiny")
+    rng = np.random.default_rng(11)
+    (a, ta), (d, td) = with_twin(space, rng), with_twin(space, rng)
+    b, c = space.sample(rng), space.sample(rng)
+    order = [a, b, ta, c, d, td]  # batches of 2: [a, b], [ta, c] (a twin of a stored run), [d, td] (within a batch)
+    assert len({functional_key(s) for s in order}) == 4 and len({s.key() for s in order}) == 6
+
+    class Twins(RandomSearch):
+        name = "toy_twins"
+
+        def _propose(self):
+            return list(order)
+
+    try:
+        out = workdir / "twins"
+        pipe = _pipeline(workdir / "cache", out, supernet={"fraction": 0.2},
+                         oracle={"max_steps": 3, "batch_size": 128, "eval_batch_size": 512})
+        pipe["search"] = {"strategy": "toy_twins", "evaluator": "oracle", "budget": 6, "batch": 2, "seed": 0}
+        run_search(load_pipeline(_write(workdir / "twins.yaml", pipe)), progress=False)
+        trials = _trials(out)
+        assert [t["key"] for t in trials] == [s.key() for s in order]
+        by = {t["key"]: t for t in trials}
+        for twin, orig in ((ta, a), (td, d)):
+            t, o = by[twin.key()], by[orig.key()]
+            assert (t["cached"], t["train_runs"], t["score"]) == (True, 0, o["score"])
+            assert t["values"]["twin_of"] == orig.key() and t["values"]["val_logloss"] == o["values"]["val_logloss"]
+        assert sum(t["train_runs"] for t in trials) == 4
+        assert sorted(p.name for p in (out / "oracle").iterdir()) == sorted(f"{s.key()}-s0" for s in (a, b, c, d))
+
+        # a strategy's query: the twin of a trained architecture is answered from the store, not trained
+        store = TrialStore.memory()
+        store._add(by[a.key()])  # a's run only: ta has no record of its own here
+        settings = by[a.key()]["settings"]
+
+        class NeverTrain:
+            measure, seed = "trained", 0
+
+            def __init__(self):
+                self.settings = settings
+
+            def evaluate(self, specs):
+                raise AssertionError(f"trained {[s.key() for s in specs]} again")
+
+        study = Study(store, space, measure="trained", settings=settings, evaluators={"oracle": NeverTrain()})
+        rec = study.query("oracle", [ta])[0]
+        assert (rec["key"], rec["twin_of"], rec["cached"], rec["score"]) == (ta.key(), a.key(), True, by[a.key()]["score"])
+        assert Study(store, space, measure="flops", settings="s").lookup(ta) is None  # estimators: no twins
+    finally:
+        STRATEGIES.pop("toy_twins", None)

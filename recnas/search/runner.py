@@ -326,9 +326,16 @@ def search_loop(
     depend on the budget. Pending proposals below the budget (a killed run's, or those past an
     earlier, smaller budget) are measured before anything new is asked. A candidate whose
     architecture the store already holds a measurement of (same measure and settings) is recorded
-    from it (``cached: true``, 0 s). Records are written (rank 0) in index order, each as soon as
+    from it (``cached: true``, 0 s); so is, for the train-from-scratch oracle, one that builds the
+    same model as a measured one (``values.twin_of`` names it; :data:`recnas.study.study.TWIN_MEASURES`). Records are written (rank 0) in index order, each as soon as
     it and all before it are known.
     """
+    from recnas.models.layout import functional_key
+    from recnas.study.study import TWIN_MEASURES
+
+    def same_as(t: Any) -> str:  # what makes two proposals one measurement
+        return functional_key(t.spec) if study.measure in TWIN_MEASURES else t.key
+
     done_before = {t.key: t.score for t in study.history() if t.done}
     best = max((s for s in done_before.values() if math.isfinite(s)), default=-math.inf)
     n_done = sum(1 for t in study.history() if t.done and t.index < budget)
@@ -348,12 +355,13 @@ def search_loop(
             to_score: list[int] = []
             for j, t in enumerate(pending):
                 rec = study.lookup(t.spec)
-                if rec is not None:
+                if rec is not None:  # measured before, or a twin of one measured (the oracle's runs)
                     scores[j] = math.nan if rec["score"] is None else rec["score"]
                     cached[j] = True
-                    found[j] = Measurement(scores[j], 0.0, rec.get("values") or {})
-                elif t.key not in first_of:
-                    first_of[t.key] = j
+                    twin = {} if rec["key"] == t.key else {"twin_of": rec["key"]}
+                    found[j] = Measurement(scores[j], 0.0, {**(rec.get("values") or {}), **twin})
+                elif same_as(t) not in first_of:
+                    first_of[same_as(t)] = j
                     to_score.append(j)
             done = 0
             for start in range(0, max(len(to_score), 1), env.world_size):
@@ -363,9 +371,11 @@ def search_loop(
                     scored += 1
                 # Repeats within the batch become known as soon as their first occurrence is.
                 for j, t in enumerate(pending):
-                    if scores[j] is None and t.key in first_of and scores[first_of[t.key]] is not None:
-                        scores[j], cached[j] = scores[first_of[t.key]], True
-                        found[j] = Measurement(scores[j], 0.0, found[first_of[t.key]].values)
+                    first = first_of.get(same_as(t))
+                    if scores[j] is None and first is not None and scores[first] is not None:
+                        scores[j], cached[j] = scores[first], True
+                        twin = {} if pending[first].key == t.key else {"twin_of": pending[first].key}
+                        found[j] = Measurement(scores[j], 0.0, {**found[first].values, **twin})
                 while done < len(pending) and scores[done] is not None:
                     t, s = pending[done], scores[done]
                     m = found[done]

@@ -27,7 +27,14 @@ from typing import Any
 from recnas.space import ArchSpec, SearchSpace
 from recnas.study.store import TrialStore
 
-__all__ = ["Study", "Trial"]
+__all__ = ["Study", "Trial", "TWIN_MEASURES"]
+
+#: Measurements that depend only on the model an architecture builds, so a spec that builds the same
+#: model as one already measured (the same :func:`recnas.models.layout.functional_key`: it differs only
+#: in choices that do not reach the logit) is answered from that measurement instead of measured again:
+#: the train-from-scratch oracle's runs (the same parameters, initialisation and batches give the same
+#: run). Estimator scores are not among them (some draw fresh weights by the spec's own key).
+TWIN_MEASURES = frozenset({"trained"})
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,8 @@ class Study:
         #: names (e.g. ``oracle``); values may be zero-argument factories, built on first use
         self.evaluators: dict[str, Any] = dict(evaluators or {})
         self._specs: dict[str, ArchSpec] = {}
+        self._twins: dict[tuple[str, str, str, Any], dict[str, Any]] = {}  # (functional key, measure, settings, seed) -> record
+        self._twins_indexed = 0  # store records indexed into _twins so far (the store only appends)
 
     # -- views -------------------------------------------------------------------------------------
     def _spec(self, r: dict[str, Any]) -> ArchSpec:
@@ -130,8 +139,27 @@ class Study:
         return max(int(r.get("batch") or 0) for r in asked.values()) + 1 if asked else 0
 
     def lookup(self, spec: ArchSpec) -> dict[str, Any] | None:
-        """A finished measurement of ``spec`` under this study's measure and settings, if any."""
-        return self.store.lookup(spec.key(), self.measure, self.settings, self.seed)
+        """A finished measurement of ``spec`` under this study's measure and settings, if any: its
+        own, or for :data:`TWIN_MEASURES` that of a spec building the same model (the record's
+        ``key`` then differs from ``spec.key()``)."""
+        return self._find(spec, self.measure, self.settings, self.seed)
+
+    def _find(self, spec: ArchSpec, measure: str, settings: str, seed: Any) -> dict[str, Any] | None:
+        rec = self.store.lookup(spec.key(), measure, settings, seed)
+        if rec is not None or measure not in TWIN_MEASURES:
+            return rec
+        from recnas.models.layout import functional_key
+
+        records = self.store.records
+        for r in records[self._twins_indexed:]:
+            if r.get("type") == "trial" and r.get("measure") in TWIN_MEASURES and isinstance(r.get("spec"), dict):
+                try:
+                    fk = functional_key(self._spec(r))
+                except Exception:  # noqa: BLE001 -- a record whose spec no longer parses is no one's twin
+                    continue
+                self._twins.setdefault((fk, r["measure"], r.get("settings"), r.get("seed")), r)
+        self._twins_indexed = len(records)
+        return self._twins.get((functional_key(spec), measure, settings, seed))
 
     # -- queries -----------------------------------------------------------------------------------
     def evaluator(self, name: str) -> Any:
@@ -145,7 +173,9 @@ class Study:
 
     def query(self, name: str, specs: list[ArchSpec]) -> list[dict[str, Any]]:
         """Measures ``specs`` with evaluator ``name`` through the store: a measurement the store
-        holds (same measure, settings and seed) is returned as it is; the others are measured and
+        holds (same measure, settings and seed; for :data:`TWIN_MEASURES` also one of a spec building
+        the same model, returned under this spec's key with ``twin_of``) is returned as it is; the
+        others are measured and
         recorded (``study: "<study>:<name>"``) before this returns, so a killed strategy that asks
         again finds them. Returns the records, in order (``score``, ``values``, ``cached``)."""
         from recnas.faults import fault_point
@@ -155,9 +185,10 @@ class Study:
         out = []
         for spec in specs:
             self._specs.setdefault(spec.key(), spec)
-            rec = self.store.lookup(spec.key(), ev.measure, ev.settings, seed)
+            rec = self._find(spec, ev.measure, ev.settings, seed)
             if rec is not None:
-                out.append({**rec, "cached": True})
+                twin = {} if rec["key"] == spec.key() else {"key": spec.key(), "spec": spec.to_dict(), "twin_of": rec["key"]}
+                out.append({**rec, **twin, "cached": True})
                 continue
             m = ev.evaluate([spec])[0]
             rec = self.store.add_trial(
