@@ -1,8 +1,9 @@
 """``recnas demo``: the whole job on built-in synthetic data, with no download.
 
 Synthesises Criteo-format rows, prepares them, warms up a NASRec-Small supernet, searches it with
-SiGeo (regularized evolution at scaled-down settings), exports the best architecture, trains it and
-DLRM the same way, and prints their test log loss and AUC side by side. The settings are
+the default estimator (ZiCo with the per-tensor mean, fresh weights; regularized evolution at
+scaled-down settings), exports the best architecture, trains it and DLRM the same way, and prints
+their test log loss and AUC side by side. The settings are
 ``pipelines/demo.yaml`` (any key can be changed with ``--set key=value``); it is an ordinary search
 pipeline, so ``recnas search pipelines/demo.yaml`` does the same job, and rerunning continues a
 killed demo where it stopped.
