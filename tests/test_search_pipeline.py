@@ -285,6 +285,12 @@ def test_report_files_and_sorted_top_k(reference):
     assert all(0 < float(r["test_logloss"]) < 2 for r in retrain)
     md = (run / "report.md").read_text()
     assert top[0]["key"] in md and "Retrained from scratch" in md
+    from recnas.models.layout import functional_key
+    from recnas.space.spec import ArchSpec
+
+    specs = {r["key"]: ArchSpec.from_json(r["spec"]) for r in rows}
+    models = len({functional_key(s) for s in specs.values()})
+    assert f"{len(specs)} distinct architectures building {models} distinct models" in md
 
 
 def test_supernet_loads_from_both_run_paths(reference):

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from recnas.search.config import PipelineConfig
-from recnas.space import SearchSpace
+from recnas.space import ArchSpec, SearchSpace
 
 __all__ = ["write_report", "architecture_size", "plot_score_distribution", "plot_best_so_far"]
 
@@ -169,6 +169,9 @@ def write_report(run_dir: Path, cfg: PipelineConfig, fm: Any, trials: list[dict[
     ]
 
     n_cached = sum(1 for t in trials if t["cached"])
+    from recnas.models.layout import functional_key
+
+    models = len({functional_key(ArchSpec.from_dict(t["spec"])) for t in {t["key"]: t for t in trials}.values()})
     est_s = [t["seconds"] for t in trials if not t["cached"]]
     lines = [
         f"# Search report: {run_dir.name}",
@@ -180,7 +183,8 @@ def write_report(run_dir: Path, cfg: PipelineConfig, fm: Any, trials: list[dict[
         f"- supernet warm-up: fraction {cfg.supernet.fraction} of the training rows, batch {cfg.supernet.batch_size}, "
         f"lr {cfg.supernet.lr}" + (f", reused from `{cfg.supernet.reuse}`" if cfg.supernet.reuse else ""),
         f"- candidates in the journal: {len(trials)} ({len(trials) - n_cached} scored, {n_cached} repeats taken "
-        f"from the cache, {len(sizes)} distinct architectures)",
+        f"from the cache, {len(sizes)} distinct architectures building {models} distinct models: the others differ "
+        "from one of them only in choices that do not reach the output)",
         f"- estimator time: {sum(est_s):.1f} s in all, {np.mean(est_s) if est_s else 0:.3f} s per candidate; "
         f"search loop of the last invocation {search_seconds:.1f} s",
         f"- best finite score {_fmt(float(scores[np.isfinite(scores)].max()) if np.isfinite(scores).any() else math.nan)}; "
