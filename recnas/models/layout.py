@@ -198,12 +198,11 @@ def functional_key(spec: ArchSpec) -> str:
 
     Two specs with the same functional key build the same model: :func:`liveness` decides what is
     built, and the choices it finds unread -- a dead op's type, width and inputs, the norm of a block
-    with no live op -- are left out of the hash; a switch enters as on only where it is on and read. ``spec.key()`` tells specs
-    apart; this tells models apart (a search exports one model per functional key,
+    with no live op -- are left out of the hash (:func:`recnas.identity.digest`); a switch enters as on
+    only where it is on and read. ``spec.key()`` tells specs apart; this tells models apart (a search exports one model per functional key,
     :func:`recnas.export.run.export_run`). Specs that differ in a live choice never share it.
     """
-    import hashlib
-    import json
+    from recnas.identity import digest
 
     live, _ = liveness(spec)
     blocks = []
@@ -223,8 +222,7 @@ def functional_key(spec: ArchSpec) -> str:
         # a switch counts by its effect: on and read (an unread switch builds nothing)
         d["deep_fm"], d["dense_sparse_interact"] = lv.deep_fm, lv.interact
         blocks.append(d)
-    canon = json.dumps({"embedding_dim": spec.embedding_dim, "blocks": blocks}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canon.encode()).hexdigest()[:16]
+    return digest({"embedding_dim": spec.embedding_dim, "blocks": blocks})
 
 
 class BlockPlan:

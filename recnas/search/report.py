@@ -122,10 +122,14 @@ def write_report(run_dir: Path, cfg: PipelineConfig, fm: Any, trials: list[dict[
     from recnas.search.runner import scores_array, top_trials
 
     scores = scores_array(trials)
+    from recnas.models.layout import functional_key
+
     sizes: dict[str, tuple[int, int, int]] = {}
+    models: set[str] = set()  # functional keys: the distinct models the distinct architectures build
     for t in trials:
         if t["key"] not in sizes:
             sizes[t["key"]] = architecture_size(fm, t["spec"])
+            models.add(functional_key(ArchSpec.from_dict(t["spec"])))
 
     best = -math.inf
     with open(run_dir / "results.csv", "w", newline="") as fh:
@@ -169,9 +173,6 @@ def write_report(run_dir: Path, cfg: PipelineConfig, fm: Any, trials: list[dict[
     ]
 
     n_cached = sum(1 for t in trials if t["cached"])
-    from recnas.models.layout import functional_key
-
-    models = len({functional_key(ArchSpec.from_dict(t["spec"])) for t in {t["key"]: t for t in trials}.values()})
     est_s = [t["seconds"] for t in trials if not t["cached"]]
     lines = [
         f"# Search report: {run_dir.name}",
@@ -183,7 +184,7 @@ def write_report(run_dir: Path, cfg: PipelineConfig, fm: Any, trials: list[dict[
         f"- supernet warm-up: fraction {cfg.supernet.fraction} of the training rows, batch {cfg.supernet.batch_size}, "
         f"lr {cfg.supernet.lr}" + (f", reused from `{cfg.supernet.reuse}`" if cfg.supernet.reuse else ""),
         f"- candidates in the journal: {len(trials)} ({len(trials) - n_cached} scored, {n_cached} repeats taken "
-        f"from the cache, {len(sizes)} distinct architectures building {models} distinct models: the others differ "
+        f"from the cache, {len(sizes)} distinct architectures building {len(models)} distinct models: the others differ "
         "from one of them only in choices that do not reach the output)",
         f"- estimator time: {sum(est_s):.1f} s in all, {np.mean(est_s) if est_s else 0:.3f} s per candidate; "
         f"search loop of the last invocation {search_seconds:.1f} s",

@@ -353,6 +353,7 @@ def search_loop(
             found: list[Measurement | None] = [None] * len(pending)
             first_of: dict[str, int] = {}
             to_score: list[int] = []
+            same = [same_as(t) for t in pending]
             for j, t in enumerate(pending):
                 rec = study.lookup(t.spec)
                 if rec is not None:  # measured before, or a twin of one measured (the oracle's runs)
@@ -360,8 +361,8 @@ def search_loop(
                     cached[j] = True
                     twin = {} if rec["key"] == t.key else {"twin_of": rec["key"]}
                     found[j] = Measurement(scores[j], 0.0, {**(rec.get("values") or {}), **twin})
-                elif same_as(t) not in first_of:
-                    first_of[same_as(t)] = j
+                elif same[j] not in first_of:
+                    first_of[same[j]] = j
                     to_score.append(j)
             done = 0
             for start in range(0, max(len(to_score), 1), env.world_size):
@@ -371,7 +372,7 @@ def search_loop(
                     scored += 1
                 # Repeats within the batch become known as soon as their first occurrence is.
                 for j, t in enumerate(pending):
-                    first = first_of.get(same_as(t))
+                    first = first_of.get(same[j])
                     if scores[j] is None and first is not None and scores[first] is not None:
                         scores[j], cached[j] = scores[first], True
                         twin = {} if pending[first].key == t.key else {"twin_of": pending[first].key}
